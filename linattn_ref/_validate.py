@@ -1,0 +1,96 @@
+"""Input checks shared by every function in the package.
+
+Each check raises a TypeError (wrong kind of object or dtype) or a ValueError (wrong shape or value)
+whose message names the argument, what was expected and what was given.
+"""
+import math
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_tensor(name, x, min_ndim=2):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; attention needs a floating-point tensor "
+            f"(float32 or float64; float16/bfloat16 are accepted and computed in float32)"
+        )
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimensions [..., T, d], got shape {tuple(x.shape)}"
+        )
+
+
+def check_qkv(q, k, v):
+    """Check q [..., T, d_k], k [..., T, d_k], v [..., T, d_v]; return (T, d_k, d_v)."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, x)
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.shape[:-1] != k.shape[:-1] or k.shape[:-1] != v.shape[:-1]:
+        raise ValueError(
+            "q, k, v must agree on every dimension but the last ([..., T, d]); got shapes "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must have the same feature size d_k, got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
+    if q.shape[-2] == 0:
+        raise ValueError("the sequence is empty (T = 0)")
+    return q.shape[-2], q.shape[-1], v.shape[-1]
+
+
+def resolve_scale(scale, d_k):
+    """None means d_k ** -0.5, as torch's scaled_dot_product_attention does."""
+    if scale is None:
+        return d_k ** -0.5
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise TypeError(f"scale must be a finite number or None, got {scale!r}")
+    return float(scale)
+
+
+def check_chunk_size(chunk_size):
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+
+
+def check_length(T):
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"sequence length T must be a positive integer, got {T!r}")
+
+
+def check_position(i, T):
+    if isinstance(i, bool) or not isinstance(i, int):
+        raise TypeError(f"position i must be an integer, got {i!r}")
+    if not 0 <= i < T:
+        raise ValueError(f"position i={i} is outside the sequence 0..{T - 1}")
+
+
+def work_dtype(dtype):
+    """Half-precision inputs are computed in float32 on the CPU; float32/float64 as they are."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def check_gates(g, k):
+    """GLA log-gates: shaped like k, floating, finite and <= 0 (a gate alpha = exp(g) in (0, 1])."""
+    check_tensor("g", g)
+    if g.shape != k.shape:
+        raise ValueError(f"g (log-gates) must have the shape of k {tuple(k.shape)}, got {tuple(g.shape)}")
+    if not torch.isfinite(g).all():
+        raise ValueError("g (log-gates) contains NaN or inf")
+    if (g > 0).any():
+        raise ValueError(
+            f"g holds log-gates, which must be <= 0 (gate alpha = exp(g) <= 1); max is {g.max().item():.4g}. "
+            "Did you pass the gates alpha instead of log(alpha)?"
+        )
+
+
+def check_state(name, state, shape, dtype):
+    check_tensor(name, state, min_ndim=1)
+    if tuple(state.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(state.shape)}")
+    return state.to(dtype)
