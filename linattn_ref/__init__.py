@@ -26,17 +26,19 @@ from .linear_attention import (
     state_update,
     state_variables,
 )
-from .masks import causal_mask, num_visible_keys, qk_pairs, visible_keys
+from .masks import causal_mask, masked_scores, num_visible_keys, qk_pairs, visible_keys
 from .memory import (
     CumulativeAverage,
     FixedWindow,
     HybridMemory,
     RunningSum,
+    average_update,
     linear_scan_parallel,
     linear_scan_sequential,
     memory_numel,
     scan_memory,
     scan_rounds,
+    window_update,
 )
 from .retnet import (
     decay_mask,

@@ -5,7 +5,7 @@ it sees itself and the past, never the future. The mask M has M[i, j] = True exa
 """
 import torch
 
-from ._validate import check_length, check_position, check_tensor
+from ._validate import check_length, check_position, check_tensor, resolve_scale, work_dtype
 
 
 def causal_mask(T, device=None):
@@ -35,3 +35,20 @@ def num_visible_keys(T, i):
     check_length(T)
     check_position(i, T)
     return i + 1
+
+
+def masked_scores(q, k, scale=None):
+    """Causal attention scores: S = Q K^T * scale with S[i, j] = -inf where j > i (the future).
+
+    q, k: [..., T, d_k] -> [..., T, T]. A softmax over each row then gives the future exactly zero weight.
+    """
+    check_tensor("q", q)
+    check_tensor("k", k)
+    if q.shape != k.shape:
+        raise ValueError(f"q and k must have the same shape [..., T, d_k], got {tuple(q.shape)} and {tuple(k.shape)}")
+    if q.dtype != k.dtype:
+        raise TypeError(f"q and k must share one dtype, got {q.dtype} and {k.dtype}")
+    scale = resolve_scale(scale, q.shape[-1])
+    dt = work_dtype(q.dtype)
+    scores = (q.to(dt) @ k.to(dt).transpose(-1, -2)) * scale
+    return scores.masked_fill(~causal_mask(q.shape[-2], device=q.device), float("-inf"))

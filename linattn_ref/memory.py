@@ -52,6 +52,21 @@ class RunningSum:
         return (qp @ mu) / (qp @ nu)
 
 
+def average_update(mem, k, v):
+    """Cumulative average: Mem = (n, k_bar, v_bar); k_bar_n = k_bar_{n-1} + (k - k_bar_{n-1}) / n, same for v."""
+    n, k_bar, v_bar = mem
+    n = n + 1
+    return (n, k_bar + (k - k_bar) / n, v_bar + (v - v_bar) / n)
+
+
+def window_update(mem, k, v, size):
+    """Fixed window: Mem = (keys [m, d_k], values [m, d_v]), m <= size; append (k, v), drop the oldest past `size`."""
+    keys, values = mem
+    keys = torch.cat([keys, k.unsqueeze(0)])[-size:]
+    values = torch.cat([values, v.unsqueeze(0)])[-size:]
+    return (keys, values)
+
+
 class CumulativeAverage:
     """Mem = (n, mean k, mean v): k_bar_i = k_bar_{i-1} + (k_i - k_bar_{i-1}) / i, the same for v. Size d_k + d_v + 1.
 
@@ -62,9 +77,7 @@ class CumulativeAverage:
         return (0, torch.zeros(d_k, dtype=dtype), torch.zeros(d_v, dtype=dtype))
 
     def update(self, mem, k, v):
-        n, k_bar, v_bar = mem
-        n = n + 1
-        return (n, k_bar + (k - k_bar) / n, v_bar + (v - v_bar) / n)
+        return average_update(mem, k, v)
 
     def read(self, mem, q):
         return mem[2]
@@ -85,10 +98,7 @@ class FixedWindow:
         return (torch.zeros(0, d_k, dtype=dtype), torch.zeros(0, d_v, dtype=dtype))
 
     def update(self, mem, k, v):
-        keys, values = mem
-        keys = torch.cat([keys, k.unsqueeze(0)])[-self.size:]  # the oldest pair falls out once full
-        values = torch.cat([values, v.unsqueeze(0)])[-self.size:]
-        return (keys, values)
+        return window_update(mem, k, v, self.size)  # the oldest pair falls out once full
 
     def read(self, mem, q):
         return _softmax_read(q, mem[0], mem[1], self.scale)
@@ -115,8 +125,8 @@ class HybridMemory:
     def update(self, mem, k, v):
         keys, values, n, k_bar, v_bar = mem
         if keys.shape[0] == self.size:  # full: the oldest pair leaves the window for the summary
-            n, k_bar, v_bar = CumulativeAverage().update((n, k_bar, v_bar), keys[0], values[0])
-        keys, values = FixedWindow(self.size).update((keys, values), k, v)
+            n, k_bar, v_bar = average_update((n, k_bar, v_bar), keys[0], values[0])
+        keys, values = window_update((keys, values), k, v, self.size)
         return (keys, values, n, k_bar, v_bar)
 
     def read(self, mem, q):

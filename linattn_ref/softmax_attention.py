@@ -8,17 +8,14 @@ Both cost O(T^2 d) time; the parallel form also holds a [T, T] score matrix.
 import torch
 
 from ._validate import check_length, check_qkv, resolve_scale, work_dtype
-from .masks import causal_mask
+from .masks import masked_scores
 
 
 def softmax_attention_parallel(q, k, v, scale=None):
     """O = softmax(Q K^T * scale, masked to j <= i) V.  q, k: [..., T, d_k], v: [..., T, d_v] -> [..., T, d_v]."""
-    T, d_k, _ = check_qkv(q, k, v)
-    scale = resolve_scale(scale, d_k)
-    dt = work_dtype(q.dtype)
-    scores = (q.to(dt) @ k.to(dt).transpose(-1, -2)) * scale
-    scores = scores.masked_fill(~causal_mask(T, device=q.device), float("-inf"))
-    return (torch.softmax(scores, dim=-1) @ v.to(dt)).to(q.dtype)
+    check_qkv(q, k, v)
+    scores = masked_scores(q, k, scale)
+    return (torch.softmax(scores, dim=-1) @ v.to(scores.dtype)).to(q.dtype)
 
 
 def softmax_attention_step(q_t, k_cache, v_cache, scale=None):
