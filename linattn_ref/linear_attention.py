@@ -21,7 +21,10 @@ from .masks import causal_mask
 
 
 def state_variables(kp, v):
-    """mu_i and nu_i for every position: mu [..., T, d_k, d_v] = cumsum_j k'_j^T v_j, nu [..., T, d_k] = cumsum_j k'_j."""
+    """mu_i and nu_i for every position.
+
+    mu [..., T, d_k, d_v] = cumsum_j k'_j^T v_j,   nu [..., T, d_k] = cumsum_j k'_j.
+    """
     check_tensor("kp", kp)
     check_tensor("v", v)
     if kp.shape[:-1] != v.shape[:-1]:
