@@ -23,7 +23,7 @@ lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/course
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python tests/suite.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

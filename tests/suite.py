@@ -1,0 +1,85 @@
+"""Run the whole test suite in stages, in the order a reviewer reads them, then print one summary.
+
+    python tests/suite.py            every stage
+    python tests/suite.py ref nbval  only the named stages
+
+Each stage is one pytest (or ruff) run; the summary lists each stage's counts and seconds and ends with a
+single line "suite: N passed, N failed". The exit status is non-zero if any stage failed.
+"""
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+# (name, what it proves, command)
+STAGES = [
+    ("ref", "reference math, checks, kernels, widgets' data",
+     PYTEST + ["tests", "--ignore=tests/test_release.py", "--ignore=tests/test_learner_notebooks.py",
+               "--ignore=tests/test_notebooks_autograde.py", "--ignore=tests/test_grading.py",
+               "--ignore=tests/test_browser.py"]),
+    ("nbval", "every solution notebook runs clean under nbval",
+     PYTEST + ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=120", "solutions"]),
+    ("learner", "learner notebooks fail their checks cleanly, untouched",
+     PYTEST + ["tests/test_learner_notebooks.py"]),
+    ("release", "course/ is what nbgrader generates from solutions/, with nothing leaked",
+     PYTEST + ["tests/test_release.py"]),
+    ("autograde", "nbgrader autograding end to end",
+     PYTEST + ["tests/test_notebooks_autograde.py", "tests/test_grading.py"]),
+    ("browser", "JupyterLab in a real browser",
+     PYTEST + ["tests/test_browser.py"]),
+    ("ruff", "lint", [sys.executable, "-m", "ruff", "check", "."]),
+]
+
+COUNT = re.compile(r"(\d+) (passed|failed|error|errors|skipped|xfailed|xpassed)")
+
+
+def existing(cmd):
+    """Drop test files that do not exist (yet), so a stage never errors on a missing path."""
+    kept = []
+    for arg in cmd:
+        if arg.startswith("tests/test_") and not (ROOT / arg).exists():
+            continue
+        kept.append(arg)
+    return kept
+
+
+def main(selected):
+    results = []
+    for name, what, cmd in STAGES:
+        if selected and name not in selected:
+            continue
+        cmd = existing(cmd)
+        if cmd == PYTEST:  # none of the stage's test files exist
+            continue
+        print(f"\n=== {name}: {what}", flush=True)
+        start = time.time()
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds = time.time() - start
+        sys.stdout.write(proc.stdout)
+        counts = {}
+        for n, kind in COUNT.findall(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""):
+            counts[kind.rstrip("s") if kind == "errors" else kind] = int(n)
+        if name == "ruff":
+            counts = {"passed": 1} if proc.returncode == 0 else {"failed": 1}
+        ok = proc.returncode == 0
+        results.append((name, ok, counts, seconds))
+    print("\n=== summary")
+    print(f"{'stage':<10} {'result':<7} {'passed':>7} {'failed':>7} {'skipped':>8} {'seconds':>8}")
+    total_pass = total_fail = 0
+    for name, ok, c, s in results:
+        failed = c.get("failed", 0) + c.get("error", 0) + (0 if ok or c.get("failed") or c.get("error") else 1)
+        total_pass += c.get("passed", 0)
+        total_fail += failed
+        print(f"{name:<10} {'ok' if ok else 'FAILED':<7} {c.get('passed', 0):>7} {failed:>7} "
+              f"{c.get('skipped', 0):>8} {s:>8.1f}")
+    print(f"total time {sum(r[3] for r in results):.0f} s")
+    print(f"suite: {total_pass} passed, {total_fail} failed")
+    return 0 if all(r[1] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
