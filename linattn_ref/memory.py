@@ -39,7 +39,8 @@ class RunningSum:
         self.feature_map = feature_map
 
     def init(self, d_k, d_v, dtype=torch.float64):
-        return (torch.zeros(d_k, d_v, dtype=dtype), torch.zeros(d_k, dtype=dtype))
+        d_feat = self.feature_map(torch.zeros(d_k, dtype=dtype)).shape[-1]  # phi may change the size
+        return (torch.zeros(d_feat, d_v, dtype=dtype), torch.zeros(d_feat, dtype=dtype))
 
     def update(self, mem, k, v):
         mu, nu = mem
@@ -170,10 +171,11 @@ def _check_scan(a, b):
     check_tensor("a", a, min_ndim=1)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"a and b need the same length T along dim 0, got {tuple(a.shape)} and {tuple(b.shape)}")
-    try:
-        torch.broadcast_shapes(a.shape, b.shape)
-    except RuntimeError:
-        raise ValueError(f"a {tuple(a.shape)} must broadcast against b {tuple(b.shape)}") from None
+    # a must broadcast against b: compare trailing dimensions (plain Python, no torch.broadcast_shapes,
+    # which imports sympy on first use and costs seconds in a fresh kernel)
+    for da, db in zip(reversed(a.shape), reversed(b.shape)):
+        if da != db and 1 not in (da, db):
+            raise ValueError(f"a {tuple(a.shape)} must broadcast against b {tuple(b.shape)}")
 
 
 def linear_scan_sequential(a, b, initial=None):

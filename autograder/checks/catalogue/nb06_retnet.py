@@ -1,0 +1,143 @@
+"""The exercises of notebook 06: RetNet's decay mask, multi-scale decays and retention."""
+import torch
+
+import linattn_ref as ref
+from linattn_ref import retnet
+
+from ..cases import (
+    ATTN_SEQ,
+    F32,
+    F64,
+    LINEAR_FORMS,
+    Case,
+    Mistake,
+    anti_causal,
+    call,
+    exercise,
+    gamma_like,
+    output_only,
+    qkv,
+    randn,
+    scale_factors,
+    small_qkv,
+)
+
+
+def _decay_cases(gen):
+    return [Case({"T": 4, "gamma": 0.5}, note="hand-checkable"), Case({"T": 6, "gamma": 0.9})]
+
+
+def _decay_hidden(gen):
+    return [Case({"T": 1, "gamma": 0.9}), Case({"T": 5, "gamma": torch.tensor([0.5, 0.8, 0.97], dtype=F64)}),
+            Case({"T": 9, "gamma": 1.0}), Case({"T": 200, "gamma": 0.99})]
+
+
+def _decay_mistakes():
+    def full(c):
+        i = torch.arange(c.inputs["T"], dtype=F64)
+        g = gamma_like(c, i)
+        return g ** (i.view(-1, 1) - i.view(1, -1))
+
+    def absolute(c):
+        i = torch.arange(c.inputs["T"], dtype=F64)
+        return gamma_like(c, i) ** (i.view(-1, 1) - i.view(1, -1)).abs()
+
+    mask = ref.decay_mask
+    return (
+        Mistake("the gamma exponent is off by one: D_ij = gamma^(i-j), so the diagonal is gamma^0 = 1",
+                lambda c: mask(**c.inputs) * gamma_like(c, mask(**c.inputs))),
+        Mistake("the gamma exponent is off by one: D_ij = gamma^(i-j), so the diagonal is gamma^0 = 1",
+                lambda c: mask(**c.inputs) / gamma_like(c, mask(**c.inputs))),
+        Mistake("upper triangle: D_ij = gamma^(i-j) below the diagonal (j <= i) and 0 above it",
+                lambda c: mask(**c.inputs).mT),
+        Mistake("the future is not masked: above the diagonal (j > i) D must be 0, not gamma^(i-j)", full),
+        Mistake("the future is not masked: above the diagonal (j > i) D must be 0, not gamma^|i-j|", absolute),
+    )
+
+
+def _gammas_mistakes():
+    return (
+        Mistake("the head index is off by one: gamma_h = 1 - 2^(-5-h) with h counted from 0",
+                lambda c: 1 - 2.0 ** (-6.0 - torch.arange(c.inputs["n_heads"], dtype=F64))),
+        Mistake("that is 2^(-5-h); the decay is gamma_h = 1 - 2^(-5-h)",
+                lambda c: 1 - ref.multiscale_gammas(**c.inputs)),
+        Mistake("the exponent's sign: gamma_h = 1 - 2^(-5-h), each head's decay closer to 1",
+                lambda c: 1 - 2.0 ** (-5.0 + torch.arange(c.inputs["n_heads"], dtype=F64))),
+    )
+
+
+def _ret_cases(gen):
+    s = small_qkv()
+    return [Case({**s, "gamma": 0.5}, {"scale": 1.0}, "hand-checkable"),
+            Case({**qkv(gen, (), 6, 4, 3), "gamma": 0.9}),
+            Case({**qkv(gen, (2, 3), 5, 4, 4, dtype=F32), "gamma": torch.tensor([0.6, 0.8, 0.95], dtype=F64)},
+                 note="one gamma per head")]
+
+
+def _ret_hidden(gen):
+    return [Case({**qkv(gen, (), 1, 4, 3), "gamma": 0.9}),
+            Case({**qkv(gen, (2, 4), 7, 3, 5), "gamma": ref.multiscale_gammas(4)}, note="one gamma per head"),
+            Case({**qkv(gen, (3,), 6, 4, 2, dtype=F32, contiguous=False), "gamma": 0.7}, {"scale": 0.4}),
+            Case({**qkv(gen, (), 8, 4, 4), "gamma": 1.0})]
+
+
+def _ret_state_hidden(fn):
+    def cases(gen):
+        out = _ret_hidden(gen)
+        x = qkv(gen, (2, 2), 7, 3, 4)
+        options = {"initial_state": randn(gen, 2, 2, 3, 4), "output_final_state": True}
+        if fn is retnet.retention_chunk:
+            options["chunk_size"] = 3
+        out.append(Case({**x, "gamma": torch.tensor([0.7, 0.9], dtype=F64)}, options, "one gamma per head"))
+        return out
+    return cases
+
+
+def _ret_factors(case):
+    gamma = case.inputs["gamma"]
+    out = scale_factors(case)
+    if isinstance(gamma, float) and gamma != 1.0:
+        out[gamma] = "the gamma exponent is off by one: the newest token must weigh gamma^0 = 1 (D_ii = 1)"
+        out[1 / gamma] = "the gamma exponent is off by one: D_ij = gamma^(i-j), the newest token weighs gamma^0 = 1"
+    return out
+
+
+def _ret_mistakes(fn):
+    def times_gamma(power):
+        def make(c):
+            o = fn(**c.inputs, **output_only(c))
+            return o * gamma_like(c, o) ** power
+        return make
+
+    return (
+        Mistake("the gamma exponent is off by one: D_ij = gamma^(i-j), the newest token weighs gamma^0 = 1",
+                times_gamma(1)),
+        Mistake("the gamma exponent is off by one: D_ij = gamma^(i-j), the newest token weighs gamma^0 = 1",
+                times_gamma(-1)),
+        Mistake("there is no decay: each step must multiply the old state (or the score j steps back) by gamma",
+                lambda c: call(fn, c, gamma=1.0) if not (isinstance(c.inputs["gamma"], float)
+                                                         and c.inputs["gamma"] == 1.0) else None),
+        Mistake("upper triangle: the decay mask is transposed, the future is visible and the past masked",
+                anti_causal(fn, ATTN_SEQ)),
+    )
+
+
+def _gammas_cases(gen):
+    return [Case({"n_heads": 1}), Case({"n_heads": 4})]
+
+
+def _gammas_hidden(gen):
+    return [Case({"n_heads": 8}), Case({"n_heads": 24})]
+
+
+EXERCISES = [
+    exercise(retnet.decay_mask, _decay_cases, _decay_hidden, points=2, time_dims=None, mistakes=_decay_mistakes(),
+             answers=(retnet.decay_mask,)),
+    exercise(retnet.multiscale_gammas, _gammas_cases, _gammas_hidden, points=1, time_dims=None,
+             mistakes=_gammas_mistakes(), answers=(retnet.multiscale_gammas,)),
+    exercise(retnet.retention_parallel, _ret_cases, _ret_hidden, points=2, causal=True, seq_inputs=ATTN_SEQ,
+             factors=_ret_factors, mistakes=_ret_mistakes(retnet.retention_parallel), answers=LINEAR_FORMS),
+    exercise(retnet.retention_recurrent, _ret_cases, _ret_state_hidden(retnet.retention_recurrent), points=2,
+             causal=True, seq_inputs=ATTN_SEQ, factors=_ret_factors, mistakes=_ret_mistakes(retnet.retention_recurrent),
+             answers=LINEAR_FORMS),
+]

@@ -1,0 +1,192 @@
+"""The exercises of notebook 08: the chunkwise parallel form."""
+import torch
+
+import linattn_ref as ref
+from linattn_ref import chunk, gla, linear_attention, retnet
+
+from ..cases import (
+    ATTN_SEQ,
+    F32,
+    F64,
+    GLA_SEQ,
+    LINEAR_FORMS,
+    Case,
+    Mistake,
+    anti_causal,
+    call,
+    chunk_local,
+    exercise,
+    gamma_like,
+    log_gates,
+    qkv,
+    randn,
+    scale_factors,
+    scale_of,
+    small_qkv,
+    strided,
+    undecayed_carry,
+    with_gates,
+)
+from .nb03_linear import _la_mistakes, _la_state_hidden
+from .nb06_retnet import _ret_factors, _ret_mistakes, _ret_state_hidden
+from .nb07_gla import _gla_mistakes, _gla_state_hidden
+
+
+def _ics_cases(gen):
+    s = small_qkv()
+    b = torch.tensor([[-0.5], [-1.0], [-2.0]], dtype=F64)
+    return [Case({"q": s["q"], "k": s["k"], "b": None}, note="no decay, hand-checkable"),
+            Case({"q": s["q"], "k": s["k"], "b": b}, note="scalar decay, hand-checkable"),
+            Case({"q": randn(gen, 4, 3), "k": randn(gen, 4, 3), "b": log_gates(gen, 4, 3).cumsum(0)},
+                 note="per-dimension gates")]
+
+
+def _ics_hidden(gen):
+    return [Case({"q": randn(gen, 1, 3), "k": randn(gen, 1, 3), "b": log_gates(gen, 1, 3).cumsum(0)}),
+            Case({"q": randn(gen, 2, 3, 5, 4, dtype=F32), "k": randn(gen, 2, 3, 5, 4, dtype=F32),
+                  "b": log_gates(gen, 2, 3, 5, 1, dtype=F32).cumsum(-2)}),
+            Case({"q": strided(randn(gen, 6, 4)), "k": strided(randn(gen, 6, 4)),
+                  "b": log_gates(gen, 6, 4).cumsum(0)})]
+
+
+def _ics_mistakes():
+    ics = chunk.intra_chunk_scores
+
+    def unmasked(c):
+        q, k, b = c.inputs["q"], c.inputs["k"], c.inputs["b"]
+        if b is None:
+            return q @ k.mT
+        return torch.einsum("...ic,...jc,...ijc->...ij", q, k, (b.unsqueeze(-2) - b.unsqueeze(-3)).exp())
+
+    return (
+        Mistake("upper triangle: keep the scores with j <= i (the lower triangle) and zero the rest",
+                anti_causal(ics, {"q": -2, "k": -2, "b": -2}, (-2, -1))),
+        Mistake("the exponent's sign is flipped: the decay from j to i is exp(b_i - b_j) <= 1",
+                lambda c: None if c.inputs["b"] is None else call(ics, c, b=-c.inputs["b"])),
+        Mistake("future tokens leak: the scores with j > i must be 0", unmasked),
+        Mistake("off-by-one mask: the diagonal is zeroed too (j < i instead of j <= i)",
+                lambda c: call(ics, c).tril(-1)),
+    )
+
+
+def _chunk_cases(gen, fn):
+    """Chunked cases: T a multiple of the chunk, T not a multiple, and one chunk longer than T."""
+    extra = {
+        chunk.chunk_gated_linear_attention: lambda x, n: {**x, "g": [None, log_gates(gen, *x["k"].shape[:-1], 1),
+                                                                     log_gates(gen, *x["k"].shape)][n % 3]},
+        linear_attention.linear_attention_chunk: lambda x, n: x,
+        retnet.retention_chunk: lambda x, n: {**x, "gamma": 0.8},
+        gla.gla_chunk: lambda x, n: with_gates(gen, x),
+    }[fn]
+    options = {
+        chunk.chunk_gated_linear_attention: lambda n: {"scale": [1.0, 0.5, 1.0][n % 3]},
+        linear_attention.linear_attention_chunk: lambda n: {"feature_map": ref.elu_plus_one,
+                                                            "normalize": n % 2 == 0},
+        retnet.retention_chunk: lambda n: {},
+        gla.gla_chunk: lambda n: {},
+    }[fn]
+    shapes = [((), 8, 4, 3, 4), ((), 7, 3, 4, 3), ((2,), 5, 4, 4, 8)]
+    return [Case(extra(qkv(gen, lead, T, dk, dv), n), {**options(n), "chunk_size": C}, f"T={T}, chunk_size={C}")
+            for n, (lead, T, dk, dv, C) in enumerate(shapes)]
+
+
+def _chunk_visible(fn):
+    return lambda gen: _chunk_cases(gen, fn)
+
+
+def _chunk_hidden(fn):
+    def cases(gen):
+        out = []
+        base = _chunk_cases(gen, fn)
+        for n, (lead, T, dk, dv, C, dtype) in enumerate([((), 1, 3, 2, 2, F64), ((2, 3), 11, 4, 5, 4, F32),
+                                                         ((2,), 6, 3, 3, 1, F64), ((), 40, 4, 4, 16, F64)]):
+            case = base[n % len(base)]
+            x = qkv(gen, lead, T, dk, dv, dtype=dtype, contiguous=n != 2)
+            inputs = {name: x[name] if name in x else value for name, value in case.inputs.items()}
+            if "g" in inputs and inputs["g"] is not None:
+                width = 1 if inputs["g"].shape[-1] == 1 else x["k"].shape[-1]  # scalar decay or per-dimension gates
+                inputs["g"] = log_gates(gen, *x["k"].shape[:-1], width, dtype=dtype)
+            out.append(Case(inputs, {**case.options, "chunk_size": C}, f"T={T}, chunk_size={C}"))
+        return out
+    return cases
+
+
+def _chunk_mistakes(fn, seq, gated_inputs=None):
+    local = Mistake("the state is not carried across chunks: each chunk starts from the state the previous chunks"
+                    " left (the output matches attention restricted to each chunk)", chunk_local(fn, seq))
+    if gated_inputs is None:
+        return (local,)
+    return (local, Mistake("the carried state is not decayed inside the chunk: position i reads S_start through"
+                           " q_i * exp(b_i), the decay from the chunk's start to i", undecayed_carry(gated_inputs)))
+
+
+def _as_core(case):
+    i = case.inputs
+    return i["q"], i["k"], i["v"], i.get("g"), case.options.get("scale", 1.0)
+
+
+def _retention_as_core(case):
+    q = case.inputs["q"]
+    log_gamma = gamma_like(case, q).log() if isinstance(case.inputs["gamma"], torch.Tensor) else \
+        torch.tensor(case.inputs["gamma"], dtype=q.dtype).log()
+    return q, case.inputs["k"], case.inputs["v"], log_gamma.expand(*q.shape[:-1], 1), scale_of(case)
+
+
+def _gla_as_core(case):
+    i = case.inputs
+    return i["q"], i["k"], i["v"], i["g"], scale_of(case)
+
+
+def _chunk_core_mistakes():
+    core = chunk.chunk_gated_linear_attention
+    return _chunk_mistakes(core, GLA_SEQ, _as_core) + (
+        Mistake("the gates are ignored: the state and the scores must decay by exp(g)",
+                lambda c: None if c.inputs.get("g") is None else call(core, c, g=None)),
+    )
+
+
+def _chunk_la_hidden(gen):
+    out = _chunk_hidden(linear_attention.linear_attention_chunk)(gen)
+    return out + [c for c in _la_state_hidden(linear_attention.linear_attention_chunk)(gen)
+                  if "initial_state" in c.options]
+
+
+def _chunk_state_hidden(fn, state_cases):
+    def cases(gen):
+        return _chunk_hidden(fn)(gen) + [c for c in state_cases(fn)(gen) if "initial_state" in c.options]
+    return cases
+
+
+def _chunk_core_state(fn):
+    def cases(gen):
+        x = with_gates(gen, qkv(gen, (2,), 7, 3, 4))
+        return [Case(x, {"scale": 0.5, "chunk_size": 3, "initial_state": randn(gen, 2, 3, 4),
+                         "output_final_state": True})]
+    return cases
+
+
+def _core_factors(case):
+    scale = case.options.get("scale", 1.0)
+    return {scale: "the scale is applied twice", 1 / scale: "the scale is missing"}
+
+
+EXERCISES = [
+    exercise(chunk.intra_chunk_scores, _ics_cases, _ics_hidden, points=2, causal=True,
+             seq_inputs={"q": -2, "k": -2, "b": -2}, mistakes=_ics_mistakes(), answers=(chunk.intra_chunk_scores,)),
+    exercise(chunk.chunk_gated_linear_attention, _chunk_visible(chunk.chunk_gated_linear_attention),
+             _chunk_state_hidden(chunk.chunk_gated_linear_attention, _chunk_core_state), points=3, causal=True,
+             seq_inputs=GLA_SEQ, factors=_core_factors, mistakes=_chunk_core_mistakes(), answers=LINEAR_FORMS),
+    exercise(linear_attention.linear_attention_chunk, _chunk_visible(linear_attention.linear_attention_chunk),
+             _chunk_la_hidden, points=3, causal=True, seq_inputs=ATTN_SEQ, factors=scale_factors,
+             mistakes=_chunk_mistakes(linear_attention.linear_attention_chunk, ATTN_SEQ)
+             + _la_mistakes(linear_attention.linear_attention_chunk), answers=LINEAR_FORMS),
+    exercise(retnet.retention_chunk, _chunk_visible(retnet.retention_chunk),
+             _chunk_state_hidden(retnet.retention_chunk, _ret_state_hidden), points=3, causal=True,
+             seq_inputs=ATTN_SEQ, factors=_ret_factors,
+             mistakes=_chunk_mistakes(retnet.retention_chunk, ATTN_SEQ, _retention_as_core)
+             + _ret_mistakes(retnet.retention_chunk), answers=LINEAR_FORMS),
+    exercise(gla.gla_chunk, _chunk_visible(gla.gla_chunk), _chunk_state_hidden(gla.gla_chunk, _gla_state_hidden),
+             points=3, causal=True, seq_inputs=GLA_SEQ, factors=scale_factors,
+             mistakes=_chunk_mistakes(gla.gla_chunk, GLA_SEQ, _gla_as_core) + _gla_mistakes(gla.gla_chunk),
+             answers=LINEAR_FORMS),
+]

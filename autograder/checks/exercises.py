@@ -1,0 +1,17 @@
+"""The registry of code exercises: exercise id -> Exercise, gathered from the notebook modules in catalogue/."""
+from .cases import Case, Exercise, Mistake
+from .catalogue import (
+    nb01_masks,
+    nb02_softmax,
+    nb03_linear,
+    nb04_states,
+    nb05_memory,
+    nb06_retnet,
+    nb07_gla,
+    nb08_chunk,
+)
+
+MODULES = (nb01_masks, nb02_softmax, nb03_linear, nb04_states, nb05_memory, nb06_retnet, nb07_gla, nb08_chunk)
+EXERCISES = {ex.name: ex for module in MODULES for ex in module.EXERCISES}
+
+__all__ = ["EXERCISES", "Case", "Exercise", "Mistake"]

@@ -1,0 +1,39 @@
+"""A bank of wrong answers, written the way learners get the exercises wrong.
+
+Each module registers functions with `@wrong(exercise_id, phrase)`: the check of that exercise must reject
+the function with a message containing `phrase`, the name of the mistake class (say "upper triangle",
+"not normalized", "future tokens leak"). `hidden=True` marks mistakes only the held-out cases reveal
+(batch dimensions, float32, T not a multiple of the chunk).
+"""
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WrongAnswer:
+    exercise: str
+    phrase: str
+    fn: object
+    hidden: bool = False
+
+    @property
+    def id(self):
+        return f"{self.exercise}:{self.fn.__name__}"
+
+
+BANK = []
+
+
+def wrong(exercise, phrase, hidden=False):
+    def register(fn):
+        BANK.append(WrongAnswer(exercise, phrase, fn, hidden))
+        return fn
+    return register
+
+
+def load():
+    """Every registered wrong answer (imports the bank's modules once)."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return list(BANK)

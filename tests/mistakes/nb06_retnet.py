@@ -1,0 +1,151 @@
+"""Wrong answers to notebook 06: RetNet's decay mask and retention."""
+import torch
+
+from . import wrong
+
+
+def _distance(T):
+    i = torch.arange(T, dtype=torch.float64)
+    return i[:, None] - i[None, :]
+
+
+def _gamma(gamma):
+    return gamma.view(-1, 1, 1) if isinstance(gamma, torch.Tensor) else gamma
+
+
+# ---------------------------------------------------------------- decay_mask
+
+
+@wrong("decay_mask", "exponent is off by one")
+def decay_mask_plus_one(T, gamma):
+    d = _distance(T)
+    return torch.where(d >= 0, _gamma(gamma) ** (d + 1), 0.0)
+
+
+@wrong("decay_mask", "upper triangle")
+def decay_mask_upper(T, gamma):
+    d = -_distance(T)
+    return torch.where(d >= 0, _gamma(gamma) ** d, 0.0)
+
+
+@wrong("decay_mask", "future is not masked")
+def decay_mask_unmasked(T, gamma):
+    return _gamma(gamma) ** _distance(T).abs()
+
+
+@wrong("decay_mask", "raised", hidden=True)
+def decay_mask_scalar_only(T, gamma):
+    d = _distance(T)
+    return torch.where(d >= 0, gamma ** d, 0.0)  # a tensor gamma [H] does not broadcast against [T, T]
+
+
+@wrong("decay_mask", "wrong dtype")
+def decay_mask_float32(T, gamma):
+    i = torch.arange(T)
+    d = (i[:, None] - i[None, :]).float()
+    return torch.where(d >= 0, torch.as_tensor(gamma, dtype=torch.float32) ** d, 0.0)
+
+
+# ---------------------------------------------------------------- multiscale_gammas
+
+
+@wrong("multiscale_gammas", "off by one")
+def gammas_from_one(n_heads):
+    h = torch.arange(1, n_heads + 1, dtype=torch.float64)
+    return 1 - 2.0 ** (-5 - h)
+
+
+@wrong("multiscale_gammas", "that is 2^(-5-h)")
+def gammas_without_one_minus(n_heads):
+    return 2.0 ** (-5 - torch.arange(n_heads, dtype=torch.float64))
+
+
+@wrong("multiscale_gammas", "wrong dtype")
+def gammas_float32(n_heads):
+    return 1 - 2.0 ** (-5 - torch.arange(n_heads).float())
+
+
+@wrong("multiscale_gammas", "wrong type")
+def gammas_list(n_heads):
+    return [1 - 2.0 ** (-5 - h) for h in range(n_heads)]
+
+
+# ---------------------------------------------------------------- retention_parallel
+
+
+def _scale(q, scale):
+    return q.shape[-1] ** -0.5 if scale is None else scale
+
+
+@wrong("retention_parallel", "exponent is off by one")
+def retention_parallel_plus_one(q, k, v, gamma, scale=None):
+    d = _distance(q.shape[-2]).to(q.dtype)
+    D = torch.where(d >= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** (d + 1), 0.0)
+    return ((q @ k.mT) * _scale(q, scale) * D) @ v
+
+
+@wrong("retention_parallel", "upper triangle")
+def retention_parallel_upper(q, k, v, gamma, scale=None):
+    d = _distance(q.shape[-2]).to(q.dtype)
+    D = torch.where(d <= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** (-d), 0.0)
+    return ((q @ k.mT) * _scale(q, scale) * D) @ v
+
+
+@wrong("retention_parallel", "missing the scale")
+def retention_parallel_unscaled(q, k, v, gamma, scale=None):
+    d = _distance(q.shape[-2]).to(q.dtype)
+    D = torch.where(d >= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** d, 0.0)
+    return ((q @ k.mT) * D) @ v
+
+
+@wrong("retention_parallel", "no decay")
+def retention_parallel_no_decay(q, k, v, gamma, scale=None):
+    return ((q @ k.mT) * _scale(q, scale)).tril() @ v
+
+
+@wrong("retention_parallel", "raised", hidden=True)
+def retention_parallel_scalar_gamma(q, k, v, gamma, scale=None):
+    d = _distance(q.shape[-2]).to(q.dtype)
+    D = torch.where(d >= 0, gamma ** d, 0.0)  # float(gamma) ** tensor: fine; tensor [H] ** [T, T]: fails
+    return ((q @ k.mT) * _scale(q, scale) * D.to(q.dtype)) @ v
+
+
+# ---------------------------------------------------------------- retention_recurrent
+
+
+def _retention_loop(q, k, v, gamma, scale, decay_after=False, decay=True):
+    q = q * _scale(q, scale)
+    g = torch.as_tensor(_gamma(gamma), dtype=q.dtype) if decay else 1.0
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
+    out = []
+    for t in range(q.shape[-2]):
+        kv = k[..., t, :, None] * v[..., t, None, :]
+        S = g * (S + kv) if decay_after else g * S + kv
+        out.append((q[..., t, None, :] @ S).squeeze(-2))
+    return torch.stack(out, -2)
+
+
+@wrong("retention_recurrent", "exponent is off by one")
+def retention_recurrent_decays_new_token(q, k, v, gamma, scale=None):
+    return _retention_loop(q, k, v, gamma, scale, decay_after=True)
+
+
+@wrong("retention_recurrent", "no decay")
+def retention_recurrent_no_decay(q, k, v, gamma, scale=None):
+    return _retention_loop(q, k, v, gamma, scale, decay=False)
+
+
+@wrong("retention_recurrent", "changed its input")
+def retention_recurrent_scales_q_in_place(q, k, v, gamma, scale=None):
+    q *= _scale(q, scale)
+    return _retention_loop(q, k, v, gamma, 1.0)
+
+
+@wrong("retention_recurrent", "wrong dtype")
+def retention_recurrent_float32_buffer(q, k, v, gamma, scale=None):
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
+    out = torch.zeros(*q.shape[:-1], v.shape[-1])  # float32, whatever the inputs
+    for t in range(q.shape[-2]):
+        S = torch.as_tensor(_gamma(gamma), dtype=q.dtype) * S + k[..., t, :, None] * v[..., t, None, :]
+        out[..., t, :] = (q[..., t, None, :] * _scale(q, scale) @ S).squeeze(-2)
+    return out

@@ -1,0 +1,181 @@
+"""Wrong answers to notebook 08: the chunkwise parallel form."""
+import torch
+
+from . import wrong
+
+# ---------------------------------------------------------------- intra_chunk_scores
+
+
+def _lower(C):
+    return torch.ones(C, C, dtype=torch.bool).tril()
+
+
+def _decay(b):
+    return b.unsqueeze(-2) - b.unsqueeze(-3)  # [..., C(i), C(j), d]: b_i - b_j
+
+
+@wrong("intra_chunk_scores", "upper triangle")
+def scores_upper(q, k, b=None):
+    C = q.shape[-2]
+    if b is None:
+        return (q @ k.mT).triu()
+    diff = _decay(b).masked_fill(~_lower(C).mT.unsqueeze(-1), float("-inf"))
+    return torch.einsum("...ic,...jc,...ijc->...ij", q, k, diff.exp())
+
+
+@wrong("intra_chunk_scores", "sign is flipped")
+def scores_flipped_exponent(q, k, b=None):
+    C = q.shape[-2]
+    if b is None:
+        return (q @ k.mT).tril()
+    diff = (-_decay(b)).masked_fill(~_lower(C).unsqueeze(-1), float("-inf"))
+    return torch.einsum("...ic,...jc,...ijc->...ij", q, k, diff.exp())
+
+
+@wrong("intra_chunk_scores", "future tokens leak")
+def scores_mask_after_exp(q, k, b=None):
+    if b is None:
+        return q @ k.mT
+    return torch.einsum("...ic,...jc,...ijc->...ij", q, k, _decay(b).exp())  # the mask is forgotten
+
+
+@wrong("intra_chunk_scores", "off-by-one")
+def scores_strict(q, k, b=None):
+    C = q.shape[-2]
+    if b is None:
+        return (q @ k.mT).tril(-1)
+    diff = _decay(b).masked_fill(~_lower(C).tril(-1).unsqueeze(-1), float("-inf"))
+    return torch.einsum("...ic,...jc,...ijc->...ij", q, k, diff.exp())
+
+
+@wrong("intra_chunk_scores", "raised")
+def scores_scalar_decay_only(q, k, b=None):
+    C = q.shape[-2]
+    A = (q @ k.mT).masked_fill(~_lower(C), 0.0)
+    if b is None:
+        return A
+    return A * (b - b.mT).exp().masked_fill(~_lower(C), 0.0)  # works for b [C, 1] only
+
+
+# ---------------------------------------------------------------- the chunked forms
+
+
+def _chunked(q, k, v, g, scale, C, carry=True, decay_state=True):
+    """A learner's chunk loop; carry=False and decay_state=False are the two classic slips."""
+    T, d_k, d_v = q.shape[-2], q.shape[-1], v.shape[-1]
+    S = q.new_zeros(*q.shape[:-2], d_k, d_v)
+    q = q * scale
+    out = []
+    for start in range(0, T, C):
+        qc, kc, vc = q[..., start:start + C, :], k[..., start:start + C, :], v[..., start:start + C, :]
+        n = qc.shape[-2]
+        if not carry:
+            S = torch.zeros_like(S)
+        if g is None:
+            out.append((qc @ kc.mT).tril() @ vc + qc @ S)
+            S = S + kc.mT @ vc
+            continue
+        b = g[..., start:start + C, :].cumsum(-2)
+        diff = _decay(b).masked_fill(~_lower(n).unsqueeze(-1), float("-inf"))
+        intra = torch.einsum("...ic,...jc,...ijc->...ij", qc, kc, diff.exp())
+        inter = (qc * b.exp()) @ S if decay_state else qc @ S
+        out.append(intra @ vc + inter)
+        S = b[..., -1:, :].mT.exp() * S + (kc * (b[..., -1:, :] - b).exp()).mT @ vc
+    return torch.cat(out, -2)
+
+
+def _scale(q, scale):
+    return q.shape[-1] ** -0.5 if scale is None else scale
+
+
+@wrong("chunk_gated_linear_attention", "not carried across chunks")
+def core_chunk_local(q, k, v, g=None, scale=1.0, chunk_size=64):
+    return _chunked(q, k, v, g, scale, chunk_size, carry=False)
+
+
+@wrong("chunk_gated_linear_attention", "gates are ignored")
+def core_no_gates(q, k, v, g=None, scale=1.0, chunk_size=64):
+    return _chunked(q, k, v, None, scale, chunk_size)
+
+
+@wrong("chunk_gated_linear_attention", "carried state is not decayed")
+def core_state_not_decayed(q, k, v, g=None, scale=1.0, chunk_size=64):
+    return _chunked(q, k, v, g, scale, chunk_size, decay_state=False)
+
+
+@wrong("chunk_gated_linear_attention", "scaled by a constant factor")
+def core_scale_twice(q, k, v, g=None, scale=1.0, chunk_size=64):
+    return _chunked(q * scale, k, v, g, scale, chunk_size)
+
+
+@wrong("linear_attention_chunk", "not carried across chunks")
+def linear_chunk_local(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
+    qp, kp = feature_map(q), feature_map(k)
+    num = _chunked(qp, kp, v, None, _scale(q, scale), chunk_size, carry=False)
+    if not normalize:
+        return num
+    den = _chunked(qp, kp, torch.ones_like(v[..., :1]), None, _scale(q, scale), chunk_size, carry=False)
+    return num / den
+
+
+@wrong("linear_attention_chunk", "not normalized")
+def linear_chunk_no_denominator(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
+    return _chunked(feature_map(q), feature_map(k), v, None, _scale(q, scale), chunk_size)
+
+
+@wrong("linear_attention_chunk", "feature map is not applied")
+def linear_chunk_raw(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
+    num = _chunked(q, k, v, None, _scale(q, scale), chunk_size)
+    if not normalize:
+        return num
+    return num / _chunked(q, k, torch.ones_like(v[..., :1]), None, _scale(q, scale), chunk_size)
+
+
+def _log_gamma(q, gamma):
+    g = torch.as_tensor(gamma, dtype=q.dtype).log()
+    g = g.view(-1, 1, 1) if g.ndim == 1 else g
+    return g.expand(*q.shape[:-1], 1)
+
+
+@wrong("retention_chunk", "not carried across chunks")
+def retention_chunk_local(q, k, v, gamma, scale=None, chunk_size=64):
+    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), chunk_size, carry=False)
+
+
+@wrong("retention_chunk", "no decay")
+def retention_chunk_no_decay(q, k, v, gamma, scale=None, chunk_size=64):
+    return _chunked(q, k, v, None, _scale(q, scale), chunk_size)
+
+
+@wrong("retention_chunk", "carried state is not decayed")
+def retention_chunk_state_not_decayed(q, k, v, gamma, scale=None, chunk_size=64):
+    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), chunk_size, decay_state=False)
+
+
+@wrong("retention_chunk", "calls linattn_ref")
+def retention_chunk_via_gla(q, k, v, gamma, scale=None, chunk_size=64):
+    from linattn_ref import gla_chunk as gated
+    return gated(q, k, v, _log_gamma(q, gamma).expand_as(k).contiguous(), scale, chunk_size)
+
+
+@wrong("gla_chunk", "not carried across chunks")
+def gla_chunk_local(q, k, v, g, scale=None, chunk_size=64):
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, carry=False)
+
+
+@wrong("gla_chunk", "gates are ignored")
+def gla_chunk_no_gates(q, k, v, g, scale=None, chunk_size=64):
+    return _chunked(q, k, v, None, _scale(q, scale), chunk_size)
+
+
+@wrong("gla_chunk", "carried state is not decayed")
+def gla_chunk_state_not_decayed(q, k, v, g, scale=None, chunk_size=64):
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, decay_state=False)
+
+
+@wrong("gla_chunk", "wrong shape", hidden=True)
+def gla_chunk_drops_tail(q, k, v, g, scale=None, chunk_size=64):
+    T = q.shape[-2] // chunk_size * chunk_size  # forgets the last, shorter chunk
+    if T == 0:
+        T = q.shape[-2]
+    return _chunked(q[..., :T, :], k[..., :T, :], v[..., :T, :], g[..., :T, :], _scale(q, scale), chunk_size)

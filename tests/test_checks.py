@@ -1,0 +1,365 @@
+"""The exercise checks: the registry, the reference passing, the wrong-answer bank failing with the right
+diagnosis, and the guards (forbidden calls, in-place changes, captured output, no stderr)."""
+import importlib
+import shutil
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import linattn_ref
+from autograder.checks import EXERCISES, Case, check
+from autograder.checks.cases import Exercise
+from autograder.checks.sandbox import OUTPUT_LIMIT
+
+sys.path.insert(0, str(Path(__file__).parent))
+import mistakes  # noqa: E402  (the bank lives next to this file)
+
+BANK = mistakes.load()
+
+# The contract between the checks and the notebooks: these ids, each the name of a linattn_ref function.
+CONTRACT = {
+    "01": ("causal_mask", "qk_pairs", "visible_keys", "num_visible_keys", "masked_scores"),
+    "02": ("softmax_attention_parallel", "softmax_attention_step", "softmax_attention_recurrent", "kv_cache_bytes"),
+    "03": ("elu_plus_one", "linear_attention_noncausal", "linear_attention_parallel"),
+    "04": ("state_variables", "state_update", "state_readout", "linear_attention_recurrent"),
+    "05": ("average_update", "window_update", "linear_scan_sequential", "linear_scan_parallel"),
+    "06": ("decay_mask", "multiscale_gammas", "retention_parallel", "retention_recurrent"),
+    "07": ("gla_gates", "gla_recurrent", "gla_parallel"),
+    "08": ("intra_chunk_scores", "chunk_gated_linear_attention", "linear_attention_chunk", "retention_chunk",
+           "gla_chunk"),
+}
+VISIBLE_SECONDS = 1.0  # a visible check must take well under this on a laptop
+
+
+@pytest.fixture(scope="module")
+def learner_copy(tmp_path_factory):
+    """linattn_ref copied under another name: the reference's code, as a learner who wrote it would hand it in.
+
+    The checks refuse calls into linattn_ref itself, so the correct answer to test is a copy.
+    """
+    root = tmp_path_factory.mktemp("learner")
+    shutil.copytree(Path(linattn_ref.__file__).parent, root / "learner_ref")
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("learner_ref")
+    finally:
+        sys.path.remove(str(root))
+
+
+def failure(exercise_id, fn, hidden=False):
+    with pytest.raises(AssertionError) as info:
+        check(exercise_id, fn, hidden=hidden)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_registry_matches_the_contract():
+    assert sorted(EXERCISES) == sorted(n for names in CONTRACT.values() for n in names)
+    for name, ex in EXERCISES.items():
+        assert isinstance(ex, Exercise)
+        assert ex.reference is getattr(linattn_ref, name), name
+        assert ex.points >= 1 and ex.reference in ex.answers, name
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_cases_are_seeded_and_hidden_cases_add_more(name):
+    ex = EXERCISES[name]
+    visible, everything = ex.cases(), ex.cases(hidden=True)
+    assert 2 <= len(visible) < len(everything)
+    assert everything[: len(visible)] == visible
+    again = Exercise(ex.name, ex.reference, ex.visible_cases, ex.hidden_cases, ex.points).cases(hidden=True)
+    for a, b in zip(everything, again):
+        assert a.describe() == b.describe()
+        for x, y in zip(a.inputs.values(), b.inputs.values()):
+            assert not isinstance(x, torch.Tensor) or torch.equal(x, y)
+
+
+def _hidden_tensors(ex):
+    hidden = ex.cases(hidden=True)[len(ex.cases()):]
+    return hidden, [x for c in hidden for x in c.inputs.values() if isinstance(x, torch.Tensor)]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, ex in EXERCISES.items() if "q" in ex.seq_inputs))
+def test_hidden_cases_cover_the_edges(name):
+    """T=1, float32 and float64, batch and heads, d_k != d_v, non-contiguous inputs; chunks that do not divide T."""
+    ex = EXERCISES[name]
+    hidden, tensors = _hidden_tensors(ex)
+    qs = [c.inputs["q"] for c in hidden]
+    assert any(q.shape[-2] == 1 for q in qs), "T = 1"
+    assert {torch.float32, torch.float64} <= {q.dtype for q in qs}
+    assert any(q.ndim == 4 for q in qs), "[B, H, T, d]"
+    assert any(not x.is_contiguous() for x in tensors), "non-contiguous inputs"
+    if "v" in ex.seq_inputs:
+        assert any(c.inputs["v"].shape[-1] != c.inputs["q"].shape[-1] for c in hidden), "d_k != d_v"
+    if any("chunk_size" in c.options for c in hidden):
+        assert any(c.inputs["q"].shape[-2] % c.options["chunk_size"] for c in hidden), "T not a multiple of C"
+    if "gamma" in hidden[0].inputs:
+        assert any(isinstance(c.inputs["gamma"], torch.Tensor) for c in ex.cases(hidden=True)), "per-head gamma"
+
+
+def test_unknown_exercise_lists_close_matches():
+    with pytest.raises(ValueError, match="'softmax_attention_parallel'"):
+        check("softmax_atention_parallel", lambda q, k, v: q)
+    with pytest.raises(AttributeError, match="unknown exercise id 'gla_chunks'. Did you mean 'gla_chunk'"):
+        check.gla_chunks
+    assert not hasattr(check, "_repr_html_")  # IPython probes such names
+
+
+def test_attribute_access_is_the_same_check(learner_copy):
+    assert check.causal_mask(learner_copy.causal_mask) is None
+    with pytest.raises(AssertionError, match="upper triangle"):
+        check.causal_mask(lambda T, device=None: torch.ones(T, T, dtype=torch.bool).triu())
+    assert "gla_chunk" in dir(check)
+
+
+def test_not_a_function():
+    assert "pass the function itself" in failure("causal_mask", None)
+
+
+# ---------------------------------------------------------------- the reference passes, quickly
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_reference_passes_visible_and_hidden_quickly(name, learner_copy, capfd):
+    fn = getattr(learner_copy, name)
+    assert check(name, fn) is None
+    assert check(name, fn, hidden=True) is None
+    seconds = []
+    for _ in range(3):  # the fastest of three, so that a busy machine does not decide the result
+        start = time.perf_counter()
+        check(name, fn)
+        seconds.append(time.perf_counter() - start)
+    assert min(seconds) < VISIBLE_SECONDS, f"{name}: visible check took {min(seconds):.3f} s"
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_calling_the_reference_fails(name):
+    message = failure(name, EXERCISES[name].reference)
+    assert "calls linattn_ref" in message and name in message
+
+
+# ---------------------------------------------------------------- the wrong-answer bank
+
+
+def test_bank_has_three_wrong_answers_per_exercise():
+    counts = Counter(w.exercise for w in BANK)
+    assert set(counts) == set(EXERCISES)
+    assert min(counts.values()) >= 3, counts
+    assert len({w.id for w in BANK}) == len(BANK), "bank entries need distinct names"
+
+
+@pytest.mark.parametrize("wrong", BANK, ids=[w.id for w in BANK])
+def test_wrong_answer_is_rejected_with_its_diagnosis(wrong, capfd):
+    message = failure(wrong.exercise, wrong.fn, hidden=wrong.hidden)
+    assert message.startswith(f"{wrong.exercise}: "), message
+    assert wrong.phrase in message, message
+    assert capfd.readouterr() == ("", ""), "nothing may reach stdout or stderr"
+
+
+# ---------------------------------------------------------------- the guards
+
+
+def test_reference_held_under_another_name_is_caught():
+    from linattn_ref import causal_mask as borrowed  # taken before the check starts
+
+    def causal_mask(T, device=None):
+        try:
+            return borrowed(T)
+        except Exception:  # a learner cannot swallow the refusal
+            return torch.ones(T, T, dtype=torch.bool).tril()
+
+    assert "calls linattn_ref's `causal_mask`" in failure("causal_mask", causal_mask)
+
+
+def test_other_forms_of_the_same_computation_are_caught():
+    def retention_parallel(q, k, v, gamma, scale=None):
+        log_gamma = torch.as_tensor(gamma, dtype=q.dtype).log()
+        g = (log_gamma.view(-1, 1, 1) if log_gamma.ndim else log_gamma).expand(*q.shape[:-1], 1)
+        return linattn_ref.chunk.chunk_gated_linear_attention(q, k, v, g, scale or q.shape[-1] ** -0.5, 4)
+
+    assert "chunk_gated_linear_attention" in failure("retention_parallel", retention_parallel)
+
+
+def test_helpers_passed_in_and_torch_stay_usable():
+    def linear_attention_parallel(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+        qp = feature_map(q) * (q.shape[-1] ** -0.5 if scale is None else scale)  # linattn_ref.elu_plus_one
+        kp = feature_map(k)
+        A = torch.einsum("...id,...jd->...ij", qp, kp).tril()
+        out = A @ v
+        return out / A.sum(-1, keepdim=True) if normalize else out
+
+    assert check("linear_attention_parallel", linear_attention_parallel, hidden=True) is None
+
+
+def test_in_place_change_of_a_correct_result_is_reported():
+    def state_update(mu, nu, kp_t, v_t):
+        mu.add_(kp_t.unsqueeze(-1) * v_t.unsqueeze(-2))
+        return mu, nu + kp_t
+
+    message = failure("state_update", state_update)
+    assert "changed its input mu in place" in message
+
+
+def test_not_attempted():
+    def gla_chunk(q, k, v, g, scale=None, chunk_size=64):
+        raise NotImplementedError()
+
+    assert "not attempted yet: replace `raise NotImplementedError()`" in failure("gla_chunk", gla_chunk)
+
+
+def test_exception_names_type_message_and_line():
+    def kv_cache_bytes(T, n_layers, n_heads, d_head, bytes_per_element=2, batch_size=1):
+        return 2 * T * n_layers * n_heads * d_head * bytes_per_element * batch_size / 0
+
+    message = failure("kv_cache_bytes", kv_cache_bytes)
+    assert "ZeroDivisionError: division by zero" in message and "batch_size / 0" in message
+
+
+def test_missing_parameter_shows_the_signature():
+    def gla_chunk(q, k, v, g, scale=None):
+        return q
+
+    message = failure("gla_chunk", gla_chunk)
+    assert "unexpected keyword argument 'chunk_size'" in message
+    assert "gla_chunk(q, k, v, g, scale=None, chunk_size=64" in message
+
+
+def test_correct_solution_that_warns_and_prints_passes_with_empty_stderr(capfd):
+    from tqdm import tqdm
+
+    def causal_mask(T, device=None):
+        print("building a mask of size", T)
+        print("debug", file=sys.stderr)
+        warnings.warn("a learner's warning")
+        torch.ones(2).resize_(3)  # a torch warning would be a UserWarning as well
+        for _ in tqdm(range(3)):  # progress bars write to stderr
+            pass
+        return torch.ones(T, T).tril().bool()
+
+    assert check("causal_mask", causal_mask, hidden=True) is None
+    assert capfd.readouterr() == ("", "")
+
+
+def test_printed_output_is_bounded_and_shown_on_failure(capfd):
+    def num_visible_keys(T, i):
+        print("x" * 10_000_000)  # 10 MB of output costs no more than the buffer
+        return i
+
+    start = time.perf_counter()
+    message = failure("num_visible_keys", num_visible_keys)
+    assert time.perf_counter() - start < 5
+    assert "off-by-one" in message and "Your function printed" in message
+    assert len(message) < OUTPUT_LIMIT
+    assert capfd.readouterr() == ("", "")
+
+
+def test_the_check_itself_emits_no_warning(learner_copy, capfd):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("softmax_attention_recurrent", "gla_chunk", "state_readout"):
+            check(name, getattr(learner_copy, name), hidden=True)
+            failure(name, lambda *args, **kwargs: args[0])
+    assert capfd.readouterr() == ("", "")
+
+
+def test_profile_hook_is_removed_afterwards(learner_copy):
+    check("linear_attention_recurrent", learner_copy.linear_attention_recurrent, hidden=True)
+    failure("linear_attention_recurrent", linattn_ref.linear_attention_recurrent)
+    assert sys.getprofile() is None
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def test_leak_probe_names_the_first_leaking_query():
+    def softmax_attention_parallel(q, k, v, scale=None):
+        T = q.shape[-2]
+        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        sees_next = torch.ones(T, T, dtype=torch.bool).tril(1)  # query i also sees key i + 1
+        scores = (q @ k.mT * scale).masked_fill(~sees_next, float("-inf"))
+        return torch.softmax(scores, -1) @ v
+
+    message = failure("softmax_attention_parallel", softmax_attention_parallel)
+    assert "future tokens leak into the output: the output at query 0 changes" in message
+
+
+def test_wrong_value_names_position_expected_got_and_tolerance():
+    def linear_scan_sequential(a, b, initial=None):
+        S, out = torch.zeros_like(b[0]), []
+        for t in range(b.shape[0]):
+            S = a[t] * S + b[t] * (1.001 if t == 2 else 1.0)  # one step slightly off
+            out.append(S)
+        return torch.stack(out)
+
+    message = failure("linear_scan_sequential", linear_scan_sequential)
+    assert "first at index (2,) (step 2) expected" in message and "allowed: 1e-09 + 1e-07 * |expected|" in message
+
+
+def test_transposed_result_is_recognised():
+    def state_readout(qp_t, mu, nu=None, eps=0.0):
+        out = (qp_t.unsqueeze(-2) @ mu).mT  # [..., d_v, 1] instead of [..., d_v]
+        return out if nu is None else out / (qp_t * nu).sum(-1)
+
+    message = failure("state_readout", state_readout)
+    assert "wrong shape: expected [2], got [2, 1]" in message
+
+
+def test_constant_factor_is_named():
+    def retention_parallel(q, k, v, gamma, scale=None):
+        T = q.shape[-2]
+        i = torch.arange(T, dtype=q.dtype)
+        g = gamma.view(-1, 1, 1).to(q.dtype) if isinstance(gamma, torch.Tensor) else gamma
+        D = torch.where(i[:, None] >= i[None, :], g ** (i[:, None] - i[None, :]).clamp(min=0), 0.0)
+        return ((q @ k.mT) * D) @ v * 3 * (q.shape[-1] ** -0.5 if scale is None else scale)
+
+    assert "scaled by a constant factor 3: a scale factor is off" in failure("retention_parallel", retention_parallel)
+
+
+def test_shift_by_one_is_recognised():
+    def linear_scan_sequential(a, b, initial=None):
+        S, out = torch.zeros_like(b[0]), []
+        for t in range(b.shape[0]):
+            S = a[t] * S + b[t]
+            out.append(S)
+        return torch.stack([out[0]] + out[:-1])  # row t holds S_{t-1}
+
+    assert "shifted by one position" in failure("linear_scan_sequential", linear_scan_sequential)
+
+
+def test_optional_arguments_are_only_passed_when_the_function_takes_them(learner_copy):
+    def gla_recurrent(q, k, v, g, scale=None):  # the notebook's version leaves the state arguments out
+        return learner_copy.gla_recurrent(q, k, v, g, scale)
+
+    assert check("gla_recurrent", gla_recurrent, hidden=True) is None
+
+    def gla_recurrent_ignoring_state(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
+        o, S = learner_copy.gla_recurrent(q, k, v, g, scale, output_final_state=True)
+        return (o, S) if output_final_state else o
+
+    assert "held-out case" in failure("gla_recurrent", gla_recurrent_ignoring_state, hidden=True)
+
+
+def test_case_description_names_shapes_dtypes_and_options():
+    case = EXERCISES["gla_chunk"].cases()[1]
+    assert isinstance(case, Case)
+    assert case.describe().startswith("q=<[7, 3] float64>, k=<[7, 3] float64>, v=<[7, 4] float64>, g=<[7, 3]")
+    assert "chunk_size=3" in case.describe()
+
+
+def test_torch_threads_are_put_back(learner_copy):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check("gla_chunk", learner_copy.gla_chunk)
+        failure("gla_chunk", lambda q, k, v, g, scale=None, chunk_size=64: v)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
