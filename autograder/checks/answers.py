@@ -175,7 +175,7 @@ def main(argv=None):
     add.add_argument("--hint", help="a hint shown with a wrong answer")
     args = parser.parse_args(argv)
     value = args.value
-    if args.kind in ("int", "number", "array", "order", "bool"):
+    if args.kind in ("int", "number", "array", "order", "bool", "choices"):
         try:
             value = json.loads(value.replace("True", "true").replace("False", "false"))
         except json.JSONDecodeError:
