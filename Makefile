@@ -9,6 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: setup lab test clean
 
 setup: $(STAMP)
+	@sh tests/browser/install_chromium.sh
 
 # Re-runs only when the dependency pins change. torch is installed first, pinned, so pip takes the
 # CPU wheel and never resolves a CUDA build.

@@ -136,6 +136,7 @@ def add_key(question_id, kind, value, decimals=3, options=None, hint=None):
 
 def check_answer(question_id, answer):
     """Compare `answer` with the key of `question_id`. Returns None; raises AssertionError with a hint."""
+    __tracebackhide__ = True  # learners see the message, not this function's source
     key = load_key(question_id)
     kind = key["kind"]
     if answer is None or answer is Ellipsis:

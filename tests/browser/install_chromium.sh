@@ -11,12 +11,12 @@ if [ -x "$CHROMIUM" ]; then
     exit 0
 fi
 
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "browser test: $CHROMIUM not found; install it with 'sudo apt-get install chromium' (Debian/Ubuntu) or run 'make setup' as root"
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "browser test: $CHROMIUM not found; on Debian install it with 'sudo apt-get install chromium', or run 'make setup' as root"
     exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium >/dev/null
-"$CHROMIUM" --version
+"$CHROMIUM" --version 2>/dev/null
