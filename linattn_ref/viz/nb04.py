@@ -54,7 +54,7 @@ def plot_state_and_cache(data):
     cache[: data["i"] + 1] = torch.cat([data["k_cache"], data["v_cache"]], dim=1)
     ax_cache.imshow(cache.numpy(), cmap="coolwarm", aspect="auto", vmin=-data["cache_limit"], vmax=data["cache_limit"])
     ax_cache.axvline(d_k - 0.5, color="k", lw=1)
-    ax_cache.set(title=f"KV cache: {data['i'] + 1} keys | {data['i'] + 1} values", xlabel="k | v",
+    ax_cache.set(title=f"KV cache: {data['i'] + 1} key(s) | {data['i'] + 1} value(s)", xlabel="k | v",
                  ylabel="position j")
     fig.suptitle(f"after token {data['i']}: the state holds {data['state_numel']} numbers, "
                  f"the KV cache {data['cache_numel']}")

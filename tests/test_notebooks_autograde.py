@@ -1,0 +1,98 @@
+"""Autograding end to end: the solution notebook of every assignment earns every autograded point, the
+untouched learner notebook earns none, and neither crashes the grading run.
+
+All assignments are graded in one course root (nbgrader's gradebook is one SQLite file, so one run),
+with two students: "solution" submits the source notebook, "untouched" the learner notebook as released.
+Written answers are graded by hand and left out: the solution is compared with the autograded maximum.
+"""
+import time
+
+import nbformat
+import pytest
+
+from autograder import nbgrader_ops as ops
+
+ASSIGNMENTS = ops.assignments(ops.SOURCE)
+
+
+@pytest.fixture(scope="session")
+def grading(tmp_path_factory):
+    """Release and autograde everything once: (scores, failures) as nbgrader_ops returns them; prints the time."""
+    start = time.perf_counter()
+    root = ops.course_root(tmp_path_factory.mktemp("grading"))
+    ops.generate(root)
+    for assignment in ASSIGNMENTS:
+        for source in ops.notebooks(ops.SOURCE / assignment):
+            ops.submit(root, "solution", assignment, source)
+            ops.submit(root, "untouched", assignment, root / "release" / assignment / source.name)
+    failed = ops.autograde(root)
+    scores = ops.scores(root)
+    print(f"\nautograded {len(ASSIGNMENTS)} assignments x 2 students in {time.perf_counter() - start:.1f} s")
+    return scores, failed
+
+
+def graded(grading, student, assignment):
+    """The Score of one submission, after checking that nbgrader got through it."""
+    scores, failed = grading
+    assert (student, assignment) not in failed, (
+        f"nbgrader could not grade {student}'s {assignment} (did the notebook kill its kernel?):\n"
+        f"{failed[student, assignment][-4000:]}")
+    return scores[student, assignment]
+
+
+def test_course_has_assignments():
+    assert ASSIGNMENTS, f"no assignment notebooks found in {ops.SOURCE}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_earns_every_autograded_point(assignment, grading):
+    score = graded(grading, "solution", assignment)
+    assert score.max_autograded > 0, f"{assignment} has no autograded points"
+    assert score.autograded == score.max_autograded, (
+        f"{assignment}: the solution notebook scores {score.autograded} of {score.max_autograded}; open "
+        "autograded/solution/ of a grading run (or run the notebook) to see which test cell fails")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_untouched_learner_notebook_earns_nothing(assignment, grading):
+    score = graded(grading, "untouched", assignment)
+    assert score.max_total == graded(grading, "solution", assignment).max_total
+    assert score.total == 0, f"{assignment}: the untouched learner notebook scores {score.total}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_gradebook_maximum_is_the_sum_of_points_in_the_source(assignment, grading):
+    points = {"code": 0.0, "markdown": 0.0}
+    for path in ops.notebooks(ops.SOURCE / assignment):
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade"):
+                points[cell.cell_type] += meta["points"]
+    score = graded(grading, "solution", assignment)
+    assert (score.max_autograded, score.max_total) == (points["code"], points["code"] + points["markdown"])
+
+
+def test_assignments_are_the_folders_holding_notebooks(tmp_path):
+    for folder, files in {"01_a": ["01_a.ipynb"], "02_b": ["notes.md"], ".ipynb_checkpoints": ["x.ipynb"],
+                          "__pycache__": ["y.ipynb"], "03_c": ["03_c.ipynb", "extra.ipynb"]}.items():
+        (tmp_path / folder).mkdir()
+        for name in files:
+            (tmp_path / folder / name).write_text("{}")
+    assert ops.assignments(tmp_path) == ["01_a", "03_c"]
+    assert ops.assignments(tmp_path / "missing") == []
+
+
+def test_submissions_take_the_name_of_the_source_notebook(tmp_path):
+    source = tmp_path / "solutions"
+    (source / "01_a").mkdir(parents=True)
+    (source / "01_a" / "01_a.ipynb").write_text("{}")
+    (source / "03_c").mkdir()
+    for name in ("03_c.ipynb", "extra.ipynb"):
+        (source / "03_c" / name).write_text("{}")
+    renamed = tmp_path / "01_a (1).ipynb"
+    renamed.write_text('{"mine": 1}')
+    placed = ops.submit(tmp_path / "root", "ada", "01_a", renamed, source=source)
+    assert placed == tmp_path / "root" / "submitted" / "ada" / "01_a" / "01_a.ipynb"
+    assert placed.read_text() == '{"mine": 1}'
+    with pytest.raises(ValueError, match="not one of the notebooks"):
+        ops.submit(tmp_path / "root", "ada", "03_c", renamed, source=source)
