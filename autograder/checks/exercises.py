@@ -9,9 +9,11 @@ from .catalogue import (
     nb06_retnet,
     nb07_gla,
     nb08_chunk,
+    nb09_triton,
 )
 
-MODULES = (nb01_masks, nb02_softmax, nb03_linear, nb04_states, nb05_memory, nb06_retnet, nb07_gla, nb08_chunk)
+MODULES = (nb01_masks, nb02_softmax, nb03_linear, nb04_states, nb05_memory, nb06_retnet, nb07_gla, nb08_chunk,
+           nb09_triton)
 EXERCISES = {ex.name: ex for module in MODULES for ex in module.EXERCISES}
 
 __all__ = ["EXERCISES", "Case", "Exercise", "Mistake"]
