@@ -1,0 +1,160 @@
+"""Linear attention, retention and GLA on the Triton chunk kernel: thin wrappers, as in `linattn_ref`.
+
+Each function has the signature of its reference in `linattn_ref` (plus keyword-only launch settings), checks
+its input with the reference's own checks, turns its gate into log-gates and calls the one chunk kernel
+(for GLA after `gla_prepare_kernel`, see kernel.py).
+Inputs are float32, bfloat16 or float16 [..., T, d] with d <= 128; the kernel accumulates in float32 and
+returns final states in float32, as the reference does. `chunk_size` (16, 32, 64 or 128) only sets the
+kernel's tile: the result does not depend on it.
+"""
+import math
+import os
+
+import torch
+
+from .. import feature_maps
+from .._validate import check_chunk_size, check_gates, check_qkv, check_state, check_tensor, resolve_scale
+from ..linear_attention import _initial
+from ..retnet import _as_gamma
+from .kernel import (
+    BAD_GATES,
+    GATE_NONE,
+    GATE_SCALAR,
+    GATE_VECTOR,
+    MAX_GATE_EXPONENT,
+    MAX_HEAD_DIM,
+    OUT_OF_RANGE,
+    chunk_gated_forward,
+    interpreted,
+)
+
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+CHUNK_SIZES = (16, 32, 64, 128)
+
+
+def _check_runnable(q, *others):
+    """q (and everything else) must sit on one device Triton can run on; q's dtype must suit the kernel."""
+    tensors = (q, *(x for x in others if x is not None))
+    devices = {str(x.device) for x in tensors}
+    if len(devices) > 1:
+        raise ValueError(f"all tensors (inputs, gates, states) must be on one device, got {sorted(devices)}")
+    if q.device.type == "cpu" and not interpreted():
+        hint = ("TRITON_INTERPRET=1 is set now but was not when linattn_ref.triton was first imported: set it "
+                "before that import (restart the Python process or notebook kernel)"
+                if os.environ.get("TRITON_INTERPRET") == "1" else
+                "set the environment variable TRITON_INTERPRET=1 before importing linattn_ref.triton "
+                "(shell: TRITON_INTERPRET=1 python ...; notebook: os.environ['TRITON_INTERPRET'] = '1' first)")
+        raise RuntimeError(f"the Triton kernels need a GPU, and these tensors are on the CPU. To run them on the CPU "
+                           f"in Triton's interpreter, {hint}.")
+    if q.device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"the Triton kernels run on CUDA GPUs (or the CPU interpreter), not on {q.device}")
+    if q.dtype not in KERNEL_DTYPES:
+        raise TypeError(f"the Triton kernels take float32, bfloat16 or float16, got {q.dtype}; "
+                        "for float64 use the reference functions in linattn_ref")
+    if interpreted() and any(x.dtype == torch.bfloat16 for x in tensors):
+        raise TypeError("Triton's CPU interpreter computes bfloat16 wrongly; use float32 (or float16) on the CPU")
+
+
+def _check_head_dims(d_k, d_v):
+    if not (1 <= d_k <= MAX_HEAD_DIM and 1 <= d_v <= MAX_HEAD_DIM):
+        raise ValueError(f"the Triton kernel holds a [d_k, d_v] state of at most {MAX_HEAD_DIM} x {MAX_HEAD_DIM}; "
+                         f"got d_k={d_k} (after the feature map), d_v={d_v}")
+
+
+def _check_chunk(chunk_size):
+    check_chunk_size(chunk_size)
+    if chunk_size not in CHUNK_SIZES:
+        raise ValueError(f"chunk_size is the kernel's tile height and must be one of {CHUNK_SIZES}, got {chunk_size}")
+
+
+def _output(o, state, output_final_state):
+    return (o, state) if output_final_state else o
+
+
+def linear_attention_chunk(q, k, v, feature_map=feature_maps.elu_plus_one, normalize=True, scale=None, eps=0.0,
+                           chunk_size=64, initial_state=None, output_final_state=False, *, block_v=None,
+                           num_warps=None, num_stages=None):
+    """Causal linear attention o_i = (q'_i mu_i) / (q'_i . nu_i) (or q'_i mu_i with normalize=False).
+
+    As `linattn_ref.linear_attention_chunk`. The feature map runs in torch; the kernel sees q' and k'.
+    initial_state: (mu, nu) with normalize=True, mu alone otherwise. Returns o, or (o, final_state).
+    """
+    _, d_k, d_v = check_qkv(q, k, v)
+    _check_chunk(chunk_size)
+    scale = resolve_scale(scale, d_k)
+    phi = feature_maps.resolve(feature_map)
+    qp, kp = phi(q), phi(k)
+    if qp.shape != kp.shape or qp.shape[:-1] != q.shape[:-1] or qp.dtype != q.dtype:
+        raise ValueError(f"the feature map must map q and k [..., T, d] to [..., T, d'] of their dtype, got q' "
+                         f"{tuple(qp.shape)} {qp.dtype} and k' {tuple(kp.shape)} from {tuple(q.shape)} {q.dtype}")
+    _check_head_dims(qp.shape[-1], d_v)
+    init = _initial(initial_state, normalize, q.shape[:-2], qp.shape[-1], d_v, torch.float32)
+    mu0, nu0 = init if init is not None else (None, None)
+    _check_runnable(qp, kp, v, mu0, nu0)
+    o, mu, nu = chunk_gated_forward(qp, kp, v, GATE_NONE, None, scale, chunk_size, mu0, nu0, normalize, eps,
+                                    output_final_state, block_v, num_warps, num_stages)
+    return _output(o, (mu, nu) if normalize else mu, output_final_state)
+
+
+def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None, output_final_state=False, *,
+                    block_v=None, num_warps=None, num_stages=None):
+    """Retention S_t = gamma S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; gamma a float or one per head [H].
+
+    As `linattn_ref.retention_chunk`. Returns o, or (o, final_state) when output_final_state is True.
+    """
+    T, d_k, d_v = check_qkv(q, k, v)
+    _check_chunk(chunk_size)
+    gamma = _as_gamma(gamma, q)
+    scale = resolve_scale(scale, d_k)
+    _check_head_dims(d_k, d_v)
+    init = None
+    if initial_state is not None:
+        init = check_state("initial_state", initial_state, (*q.shape[:-2], d_k, d_v), torch.float32)
+    _check_runnable(q, k, v, init)
+    log_gamma = gamma.log().reshape(-1).to(device=q.device, dtype=torch.float32)
+    o, state, _ = chunk_gated_forward(q, k, v, GATE_SCALAR, log_gamma, scale, chunk_size, init, None, False, 0.0,
+                                      output_final_state, block_v, num_warps, num_stages)
+    return _output(o, state, output_final_state)
+
+
+def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_final_state=False, *,
+              validate_gates=True, block_v=None, num_warps=None, num_stages=None):
+    """GLA S_t = Diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; g log-gates shaped like k.
+
+    As `linattn_ref.gla_chunk`. Inside a chunk the kernel multiplies factors exp(b_i - b_mid) and
+    exp(b_mid - b_j), each a sum of up to chunk/2 log-gates, and keeps them within exp(80): for gates too
+    strong for that it runs again with smaller chunks (half as large each time, down to 16).
+    validate_gates=False skips those value checks and the one wait for the GPU they need (for log-gates known
+    to be valid, e.g. log-sigmoids divided by 16): faster, but wrong gates then give wrong outputs silently.
+    Returns o, or (o, final_state) when output_final_state is True.
+    """
+    _, d_k, d_v = check_qkv(q, k, v)
+    _check_chunk(chunk_size)
+    check_tensor("g", g)
+    if g.shape != k.shape:
+        check_gates(g, k)  # the reference's check names the fault
+    scale = resolve_scale(scale, d_k)
+    _check_head_dims(d_k, d_v)
+    init = None
+    if initial_state is not None:
+        init = check_state("initial_state", initial_state, (*q.shape[:-2], d_k, d_v), torch.float32)
+    _check_runnable(q, k, v, g, init)
+    # The gates' values are checked by the kernel as it reads them, so they cost no extra pass over g:
+    # it reports bad values, and chunks whose factors would leave float32's range (then smaller chunks follow).
+    while True:
+        status = torch.zeros(1, dtype=torch.int32, device=q.device)
+        o, state, _ = chunk_gated_forward(q, k, v, GATE_VECTOR, g, scale, chunk_size, init, None, False, 0.0,
+                                          output_final_state, block_v, num_warps, num_stages, status)
+        if not validate_gates:
+            return _output(o, state, output_final_state)
+        found = status.item()
+        if found & BAD_GATES.value:
+            check_gates(g, k)  # the reference's check names the fault
+        if not found & OUT_OF_RANGE.value:
+            return _output(o, state, output_final_state)
+        if chunk_size == CHUNK_SIZES[0]:
+            raise ValueError(f"log-gates too strong for the Triton GLA kernel: {CHUNK_SIZES[0] // 2} consecutive "
+                             f"log-gates sum below -{MAX_GATE_EXPONENT:g} (gates alpha below about "
+                             f"{math.exp(-MAX_GATE_EXPONENT / (CHUNK_SIZES[0] // 2)):.1g} each, which forget almost "
+                             "everything in one step). Clamp g, or use linattn_ref.gla_chunk")
+        chunk_size //= 2

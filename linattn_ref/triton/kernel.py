@@ -1,0 +1,272 @@
+"""The chunked forward pass of S_t = Diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t, in Triton.
+
+Linear attention (no gate), retention (one decay per head) and GLA (one gate per key feature) are one
+recurrence with different gates, so one kernel serves all three: the gate kind is a compile-time constant
+(GATE) and Triton compiles one specialised kernel per kind. The maths is `linattn_ref.chunk`'s.
+
+Work split: one program per (sequence n = batch x head, block of BV value columns). A program walks its
+sequence chunk by chunk, BT rows at a time, and keeps the state S [K, BV] in registers, in float32:
+
+    o_chunk = (q * decay from the chunk's start) S  +  A v       A: the causal, decayed scores q_i . k_j
+    S       = (decay over the chunk) S  +  (k * decay to the chunk's end)^T v
+
+q, k and v are read once and o written once; the state never goes to memory. The value blocks of one
+sequence run side by side and share their q and k reads through the L2 cache.
+
+The chunks must be walked in order, so whatever does not need the state is best done outside that loop:
+- no gate: there is nothing to do.
+- scalar gate: the decays are powers of gamma, the same in every chunk; the compiler hoists them.
+- vector gate: the decays differ per chunk and per key feature (cumulative sums and exponentials).
+  `gla_prepare_kernel` computes them for all chunks at once, in parallel, and hands the loop queries and
+  keys already scaled, so that the loop is the no-gate one plus two row scalings of the state.
+"""
+import contextlib
+import math
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+# gate kinds (constexpr so that the kernel can branch on them at compile time)
+GATE_NONE, GATE_SCALAR, GATE_VECTOR = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
+
+# Largest exponent the vector-gate factorisation may meet: exp(80) * |q| stays far below float32's 3.4e38.
+MAX_GATE_EXPONENT = 80.0
+# what gla_prepare_kernel reports: log-gates that are positive, NaN or inf; a chunk whose factors pass exp(80)
+BAD_GATES, OUT_OF_RANGE = tl.constexpr(2), tl.constexpr(1)
+
+
+@triton.jit
+def chunk_gated_fwd_kernel(
+    q, k, v, o,                 # q, k: [N, T, K]; v, o: [N, T, V] (vector gate: q, k as gla_prepare_kernel left them)
+    gate, gate_end,             # scalar gate: log-decay per head [H]. vector gate: decay from each chunk's start
+                                # to its middle row, and from there to its end [N, NT, K], float32
+    state0, nu0, state1, nu1,   # initial / final state [N, K, V] and normalizer [N, K], float32
+    T, H, scale, eps,
+    K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    GATE: tl.constexpr,         # GATE_NONE, GATE_SCALAR or GATE_VECTOR
+    NORMALIZE: tl.constexpr,    # divide by q . nu (nu is the state of a value that is always 1; no gate only)
+    USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
+):
+    tl.static_assert(GATE == GATE_NONE or not NORMALIZE)
+    i_v, i_n = tl.program_id(0), tl.program_id(1)
+    n = i_n.to(tl.int64)  # 64-bit offsets: N * T * K can pass 2**31
+    q += n * T * K
+    k += n * T * K
+    v += n * T * V
+    o += n * T * V
+
+    rows = tl.arange(0, BT)                 # positions inside a chunk
+    cols_k = tl.arange(0, BK)               # key features (all of them: BK >= K)
+    cols_v = i_v * BV + tl.arange(0, BV)    # this program's value columns
+    k_ok, v_ok = cols_k < K, cols_v < V     # BK, BV are powers of two; K, V need not be
+    causal = rows[:, None] >= rows[None, :]
+
+    state = tl.zeros([BK, BV], dtype=tl.float32)
+    nu = tl.zeros([BK], dtype=tl.float32)
+    if USE_INITIAL_STATE:
+        state = tl.load(state0 + n * K * V + cols_k[:, None] * V + cols_v[None, :],
+                        mask=k_ok[:, None] & v_ok[None, :], other=0.0)
+        if NORMALIZE:
+            nu = tl.load(nu0 + n * K + cols_k, mask=k_ok, other=0.0)
+    if GATE == GATE_SCALAR:
+        log_gamma = tl.load(gate + i_n % H).to(tl.float32)
+    if GATE == GATE_VECTOR:
+        gate += n * tl.cdiv(T, BT) * K
+        gate_end += n * tl.cdiv(T, BT) * K
+
+    for i_t in range(0, tl.cdiv(T, BT)):
+        t = i_t * BT + rows
+        t_ok = t < T  # the last chunk may be short: masked rows load as 0 and contribute nothing
+        q_c = tl.load(q + t[:, None] * K + cols_k[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+        k_c = tl.load(k + t[:, None] * K + cols_k[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+        v_c = tl.load(v + t[:, None] * V + cols_v[None, :], mask=t_ok[:, None] & v_ok[None, :], other=0.0)
+
+        if GATE == GATE_NONE:
+            A = tl.where(causal, tl.dot(q_c, tl.trans(k_c)), 0.0)  # intra-chunk scores q_i . k_j, j <= i
+            o_c = tl.dot(q_c, state.to(q_c.dtype)) + tl.dot(A.to(v_c.dtype), v_c)
+            if NORMALIZE:  # the same sums for a value of 1: q_i . nu + sum_j A_ij
+                den = scale * (tl.sum(q_c.to(tl.float32) * nu[None, :], axis=1) + tl.sum(A, axis=1)) + eps
+                o_c = o_c / tl.where(t_ok, den, 1.0)[:, None]  # rows past the end would divide 0 by 0
+                nu += tl.sum(k_c.to(tl.float32), axis=0)
+            state += tl.dot(tl.trans(k_c), v_c)
+        elif GATE == GATE_SCALAR:
+            # log-decay from the chunk's start to row i is (i + 1) log gamma: no loads, no cumulative sum
+            b = (rows + 1).to(tl.float32) * log_gamma
+            b_last = tl.minimum(T - i_t * BT, BT).to(tl.float32) * log_gamma  # the last real row's
+            # gamma^(i - j) directly for each pair, every exponent <= 0 whatever gamma is
+            A = tl.dot(q_c, tl.trans(k_c)) * tl.exp(tl.where(causal, b[:, None] - b[None, :], float("-inf")))
+            # The decays are per row, so they can scale the products' rows instead of q and k:
+            # (q_i gamma^(i+1)) S = gamma^(i+1) (q_i S), and row j of k^T v decayed = k_j^T (v_j decayed).
+            o_c = tl.dot(q_c, state.to(q_c.dtype)) * tl.exp(b)[:, None] + tl.dot(A.to(v_c.dtype), v_c)
+            v_end = (v_c * tl.exp(tl.where(t_ok, b_last - b, float("-inf")))[:, None]).to(v_c.dtype)
+            state = state * tl.exp(b_last) + tl.dot(tl.trans(k_c), v_end)
+        else:
+            # gla_prepare_kernel left q_c = q * exp(b - b_mid) and k_c = k * exp(b_mid - b), b the cumulative
+            # log-gates from the chunk's start and b_mid their value at its middle row. So q_c . k_c are the
+            # decayed scores, and decaying the state to the middle row first makes the rest like no gate:
+            to_mid = tl.load(gate + i_t * K + cols_k, mask=k_ok, other=0.0)       # exp(b_mid), per key feature
+            mid_to_end = tl.load(gate_end + i_t * K + cols_k, mask=k_ok, other=0.0)  # exp(b_last - b_mid)
+            A = tl.where(causal, tl.dot(q_c, tl.trans(k_c)), 0.0)
+            state = state * to_mid[:, None]
+            o_c = tl.dot(q_c, state.to(q_c.dtype)) + tl.dot(A.to(v_c.dtype), v_c)
+            state = (state + tl.dot(tl.trans(k_c), v_c.to(k_c.dtype))) * mid_to_end[:, None]
+        tl.store(o + t[:, None] * V + cols_v[None, :], (scale * o_c).to(o.dtype.element_ty),
+                 mask=t_ok[:, None] & v_ok[None, :])
+
+    if STORE_FINAL_STATE:
+        tl.store(state1 + n * K * V + cols_k[:, None] * V + cols_v[None, :], state,
+                 mask=k_ok[:, None] & v_ok[None, :])
+        if NORMALIZE:
+            if i_v == 0:
+                tl.store(nu1 + n * K + cols_k, nu, mask=k_ok)
+
+
+@triton.jit
+def gla_prepare_kernel(
+    q, k, g,                    # [N, T, K]: queries, keys, log-gates
+    q_mid, k_mid,               # out [N, T, K]: q * exp(b - b_mid), k * exp(b_mid - b)
+    to_mid, mid_to_end,         # out [N, NT, K], float32: exp(b_mid) and exp(b_last - b_mid) of each chunk
+    status,                     # out: int32 [1], BAD_GATES | OUT_OF_RANGE where some chunk has them
+    T,
+    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+    MAX_EXPONENT: tl.constexpr,
+    SCAN_PRECISION: tl.constexpr,  # "ieee" for float32 gates, whose sums must not be rounded to TF32
+):
+    """One program per (chunk, sequence, BC key features), all at once: the gate-dependent part of GLA.
+
+    b is the cumulative log-gate from the chunk's start (inclusive), per key feature, so the decay from row
+    j to row i is exp(b_i - b_j) = exp(b_i - b_mid) * exp(b_mid - b_j): a query factor times a key factor,
+    which turns the intra-chunk scores into one matrix product. Taken around the chunk's middle row, each
+    factor spans at most BT/2 gates; where one passes exp(MAX_EXPONENT) the wrapper runs again with smaller
+    chunks.
+    """
+    i_t, i_n, i_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n = i_n.to(tl.int64)
+    rows = tl.arange(0, BT)
+    t = i_t * BT + rows
+    cols = i_c * BC + tl.arange(0, BC)
+    offsets = n * T * K + t[:, None] * K + cols[None, :]
+    mask = (t < T)[:, None] & (cols < K)[None, :]
+    g_c = tl.load(g + offsets, mask=mask, other=0.0)  # rows past the end hold 0: they keep b at its last value
+
+    # Cumulative sums as products with matrices of ones (lower triangle; first half of the columns; all):
+    # the tensor cores do in one step what a scan across threads does in many. Every row of b_mid and b_last
+    # holds the same values, so they line up with b element by element.
+    ones = tl.full([BT, BT], 1.0, g_c.dtype)
+    b = tl.dot(tl.where(rows[:, None] >= rows[None, :], ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+    b_mid = tl.dot(tl.where(rows[None, :] < BT // 2, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+    b_last = tl.dot(ones, g_c, input_precision=SCAN_PRECISION)
+    q_c = tl.load(q + offsets, mask=mask, other=0.0).to(tl.float32)
+    k_c = tl.load(k + offsets, mask=mask, other=0.0).to(tl.float32)
+    tl.store(q_mid + offsets, (q_c * tl.exp(b - b_mid)).to(q_mid.dtype.element_ty), mask=mask)
+    tl.store(k_mid + offsets, (k_c * tl.exp(b_mid - b)).to(k_mid.dtype.element_ty), mask=mask)
+    first_row = (rows[:, None] == 0) & (cols < K)[None, :]  # the per-chunk vectors, from one of the equal rows
+    chunk_offsets = (n * tl.cdiv(T, BT) + i_t) * K + cols[None, :] + 0 * rows[:, None]
+    tl.store(to_mid + chunk_offsets, tl.exp(b_mid), mask=first_row)
+    tl.store(mid_to_end + chunk_offsets, tl.exp(b_last - b_mid), mask=first_row)
+
+    g_c = g_c.to(tl.float32)
+    flags = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), BAD_GATES, 0))
+    flags |= tl.max(tl.where(tl.abs(b - b_mid) > MAX_EXPONENT, OUT_OF_RANGE, 0))
+    if flags != 0:
+        tl.atomic_or(status, flags)
+
+
+# Launch settings per gate kind (value block, warps, pipeline stages), tuned on an H100 at B=4, H=16, d=128,
+# bfloat16 (benchmarks/NOTES_triton.md). The interpreter runs one program at a time in numpy, so there the
+# whole value dimension goes to one program.
+DEFAULT_LAUNCH = {0: (64, 4, 4), 1: (64, 4, 3), 2: (64, 4, 4)}
+PREPARE_NUM_WARPS, PREPARE_BLOCK_K = 4, 64
+MAX_HEAD_DIM = 128
+SHARED_MEMORY_FOR_STAGES = 192 * 1024  # of an H100's 227 KB per block; the rest holds the state and scores
+
+
+def pipeline_stages(stages, BT, BK, BV, itemsize):
+    """At most `stages` copies of a chunk's tiles in flight, as many as fit in shared memory."""
+    chunk_bytes = BT * (2 * BK + BV) * itemsize
+    return max(1, min(stages, SHARED_MEMORY_FOR_STAGES // chunk_bytes))
+
+
+def interpreted():
+    """True when the kernels were defined under TRITON_INTERPRET=1 and so run in numpy on the CPU."""
+    return not isinstance(chunk_gated_fwd_kernel, triton.runtime.JITFunction)
+
+
+def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, initial_state=None, initial_nu=None,
+                        normalize=False, eps=0.0, output_final_state=False, block_v=None, num_warps=None,
+                        num_stages=None, status=None):
+    """Launch the kernels on validated [..., T, K] / [..., T, V] tensors of one dtype and device.
+
+    gate: GATE_NONE, GATE_SCALAR (gates: float32 log-decays [H], or [1] for one decay) or GATE_VECTOR
+    (gates: log-gates shaped like k; `status`, a zeroed int32 [1] tensor, receives BAD_GATES | OUT_OF_RANGE).
+    initial_state [..., K, V] and initial_nu [..., K] are float32 or None.
+    Returns (o [..., T, V], final state or None, final nu or None).
+    """
+    # The interpreter also multiplies the vector-gate factors of pairs above the diagonal, which may overflow
+    # before they are dropped, and a chunk found out of range is computed again: numpy need not warn about it.
+    quiet = interpreted() and gate == GATE_VECTOR
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore") if quiet else contextlib.nullcontext():
+        return _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps,
+                       output_final_state, block_v, num_warps, num_stages, status)
+
+
+def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps, output_final_state,
+            block_v, num_warps, num_stages, status):
+    *lead, T, K = q.shape
+    V = v.shape[-1]
+    N = math.prod(lead)
+    BT = chunk_size
+    BK = max(16, triton.next_power_of_2(K))  # tl.dot needs tiles of 16 or more
+    default_block_v, default_warps, default_stages = DEFAULT_LAUNCH[int(gate)]
+    if block_v is None:
+        block_v = MAX_HEAD_DIM if interpreted() else default_block_v
+    BV = max(16, min(triton.next_power_of_2(block_v), triton.next_power_of_2(V)))
+
+    q, k, v = (x.reshape(N, T, x.shape[-1]).contiguous() for x in (q, k, v))
+    o = torch.empty(N, T, V, dtype=q.dtype, device=q.device)
+    state1 = nu1 = None
+    if output_final_state:
+        state1 = torch.empty(N, K, V, dtype=torch.float32, device=q.device)
+        nu1 = torch.empty(N, K, dtype=torch.float32, device=q.device) if normalize else None
+    if initial_state is not None:
+        initial_state = initial_state.reshape(N, K, V).contiguous()
+        initial_nu = initial_nu.reshape(N, K).contiguous() if normalize else None
+    unused = q  # pointer arguments a specialisation never reads still need a tensor
+    gate_end = unused
+    if gate == GATE_VECTOR:
+        g = gates.reshape(N, T, K).contiguous()
+        if g.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            g = g.float()
+        if status is None:
+            status = torch.zeros(1, dtype=torch.int32, device=q.device)
+        # float16 cannot hold the factors (up to exp(80)); bfloat16 has float32's range
+        mid_dtype = torch.float32 if q.dtype == torch.float16 else q.dtype
+        q_mid, k_mid = (torch.empty(N, T, K, dtype=mid_dtype, device=q.device) for _ in range(2))
+        gates, gate_end = (torch.empty(N, triton.cdiv(T, BT), K, dtype=torch.float32, device=q.device)
+                           for _ in range(2))
+        BC = min(BK, PREPARE_BLOCK_K)
+        gla_prepare_kernel[(triton.cdiv(T, BT), N, triton.cdiv(K, BC))](
+            q, k, g, q_mid, k_mid, gates, gate_end, status, T, K=K, BT=BT, BC=BC, MAX_EXPONENT=MAX_GATE_EXPONENT,
+            SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32", num_warps=PREPARE_NUM_WARPS)
+        q, k = q_mid, k_mid
+
+    grid = (triton.cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q and k in L2
+    chunk_gated_fwd_kernel[grid](
+        q, k, v, o, gates if gate != GATE_NONE else unused, gate_end,
+        initial_state if initial_state is not None else unused,
+        initial_nu if initial_nu is not None else unused,
+        state1 if state1 is not None else unused,
+        nu1 if nu1 is not None else unused,
+        T, gates.numel() if gate == GATE_SCALAR else 1, float(scale), float(eps),
+        K=K, V=V, BT=BT, BK=BK, BV=BV, GATE=gate, NORMALIZE=normalize,
+        USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
+        num_warps=num_warps or default_warps,
+        num_stages=num_stages or pipeline_stages(default_stages, BT, BK, BV, q.element_size()),
+    )
+    o = o.reshape(*lead, T, V)
+    if not output_final_state:
+        return o, None, None
+    return o, state1.reshape(*lead, K, V), (nu1.reshape(*lead, K) if normalize else None)
