@@ -224,6 +224,24 @@ def test_not_attempted():
     assert "not attempted yet: replace `raise NotImplementedError()`" in failure("gla_chunk", gla_chunk)
 
 
+def test_not_attempted_triton_kernel_on_a_gpu():
+    """On a GPU, Triton refuses to compile a kernel body that still raises NotImplementedError: the error is
+    Triton's (UnsupportedLanguageConstruct, a CompilationError), and the learner should still read 'not attempted'."""
+    class UnsupportedLanguageConstruct(Exception):
+        pass
+
+    def gla_chunk(q, k, v, g, scale=None, chunk_size=64):
+        raise UnsupportedLanguageConstruct("at 7:4:\n    # YOUR CODE HERE\n    raise NotImplementedError()\n    ^")
+
+    assert "not attempted yet" in failure("gla_chunk", gla_chunk)
+
+    def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64):
+        raise UnsupportedLanguageConstruct("at 3:8:\n    x = [i for i in range(3)]\n        ^")
+
+    message = failure("retention_chunk", retention_chunk)
+    assert "not attempted" not in message and "UnsupportedLanguageConstruct" in message
+
+
 def test_exception_names_type_message_and_line():
     def kv_cache_bytes(T, n_layers, n_heads, d_head, bytes_per_element=2, batch_size=1):
         return 2 * T * n_layers * n_heads * d_head * bytes_per_element * batch_size / 0

@@ -73,8 +73,16 @@ def _where(err):
     return f" (in {f.name}, line {f.lineno}:{code})"
 
 
-def _error_message(ex, err):
+def _not_attempted(err):
+    """NotImplementedError, or (on a GPU) Triton refusing to compile a kernel body that still raises it."""
     if isinstance(err, NotImplementedError):
+        return True
+    compile_error = type(err).__name__ in ("CompilationError", "UnsupportedLanguageConstruct")
+    return compile_error and "raise NotImplementedError" in str(err)
+
+
+def _error_message(ex, err):
+    if _not_attempted(err):
         return "not attempted yet: replace `raise NotImplementedError()` with your code."
     text = f"your function raised {type(err).__name__}: {err}{_where(err)}."
     if isinstance(err, TypeError) and ("argument" in str(err)):
