@@ -18,9 +18,13 @@ O(T C d) for the intra-chunk blocks plus O(T d^2) for the states, against O(T^2 
 """
 import torch
 
+from ._validate import check_chunk_size, check_length
+
 
 def chunk_boundaries(T, chunk_size):
     """[(start, end), ...] of the chunks covering positions 0..T-1; the last chunk may be shorter."""
+    check_length(T)
+    check_chunk_size(chunk_size)
     return [(s, min(s + chunk_size, T)) for s in range(0, T, chunk_size)]
 
 

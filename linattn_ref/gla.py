@@ -23,7 +23,8 @@ from .masks import causal_mask
 def gla_gates(x, w_down, w_up, bias, tau=16.0):
     """Log-gates from the input: g = log(sigmoid(x W_down W_up + bias)) / tau.
 
-    x: [..., T, d_model]; w_down: [d_model, r]; w_up: [r, d_k]; bias: [d_k] -> g: [..., T, d_k], all < 0.
+    x: [..., T, d_model]; w_down: [d_model, r]; w_up: [r, d_k]; bias: [d_k] -> g: [..., T, d_k], all <= 0
+    (exactly 0, a gate of 1, once the pre-activation is large enough to round sigmoid to 1).
     The rank r << d_model keeps the gate cheap: d_model*r + r*d_k parameters instead of d_model*d_k
     (a full G_t in R^{d_k x d_v} from a projection would need d_model*d_k*d_v). Dividing by the
     temperature tau > 1 pushes alpha = exp(g) towards 1, so the memory fades slowly.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validate import check_tensor
+from ._validate import check_length, check_tensor
 from .feature_maps import elu_plus_one
 
 
@@ -33,7 +33,10 @@ def _softmax_read(q, keys, values, scale):
 
 
 class RunningSum:
-    """Linear attention's memory: Mem = (mu, nu), mu += phi(k)^T v, nu += phi(k). Size d_k*d_v + d_k."""
+    """Linear attention's memory: Mem = (mu, nu), mu += phi(k)^T v, nu += phi(k).
+
+    Size d' * d_v + d', with d' the feature map's output size (d_k for elu_plus_one).
+    """
 
     def __init__(self, feature_map=elu_plus_one):
         self.feature_map = feature_map
@@ -157,6 +160,8 @@ def scan_memory(memory, q, k, v):
             raise ValueError(f"{name} must be [T, d] for a memory scan, got shape {tuple(x.shape)}")
     if not (q.shape[0] == k.shape[0] == v.shape[0]) or q.shape[1] != k.shape[1]:
         raise ValueError(f"q, k, v do not fit: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     mem = memory.init(k.shape[1], v.shape[1], dtype=v.dtype)
     states, outputs = [], []
     for i in range(k.shape[0]):
@@ -169,6 +174,8 @@ def scan_memory(memory, q, k, v):
 def _check_scan(a, b):
     check_tensor("b", b, min_ndim=1)
     check_tensor("a", a, min_ndim=1)
+    if b.shape[0] == 0:
+        raise ValueError("the sequence is empty (T = 0)")
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"a and b need the same length T along dim 0, got {tuple(a.shape)} and {tuple(b.shape)}")
     # a must broadcast against b: compare trailing dimensions (plain Python, no torch.broadcast_shapes,
@@ -213,4 +220,5 @@ def linear_scan_parallel(a, b, initial=None):
 
 def scan_rounds(T):
     """How many rounds linear_scan_parallel takes for T steps: ceil(log2 T)."""
+    check_length(T)
     return math.ceil(math.log2(T)) if T > 1 else 0

@@ -20,8 +20,12 @@ def multiscale_gammas(n_heads):
 
 
 def effective_horizon(gamma):
-    """1 / (1 - gamma): how many steps back the decay still matters (the mean of a geometric weighting)."""
-    return 1.0 / (1.0 - gamma)
+    """1 / (1 - gamma): how many steps back the decay still matters (the mean of a geometric weighting).
+
+    A float gamma gives a float (inf for gamma = 1: no decay); a tensor [H] gives a float64 tensor [H].
+    """
+    horizon = 1.0 / (1.0 - _as_gamma(gamma))  # float64 tensor: 1 / 0 is inf, not an error
+    return horizon.item() if horizon.ndim == 0 else horizon
 
 
 def _as_gamma(gamma, q=None):

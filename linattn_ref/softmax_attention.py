@@ -7,7 +7,7 @@ Both cost O(T^2 d) time; the parallel form also holds a [T, T] score matrix.
 """
 import torch
 
-from ._validate import check_length, check_qkv, resolve_scale, work_dtype
+from ._validate import check_length, check_qkv, check_tensor, resolve_scale, work_dtype
 from .masks import masked_scores
 
 
@@ -24,6 +24,12 @@ def softmax_attention_step(q_t, k_cache, v_cache, scale=None):
     q_t: [..., d_k]; k_cache: [..., t + 1, d_k]; v_cache: [..., t + 1, d_v] -> [..., d_v].
     The cache already holds k_t and v_t: the query meets itself and every earlier key.
     """
+    check_tensor("q_t", q_t, min_ndim=1)
+    check_tensor("k_cache", k_cache)
+    check_tensor("v_cache", v_cache)
+    if q_t.shape[-1] != k_cache.shape[-1] or q_t.shape[:-1] != k_cache.shape[:-2] or q_t.dtype != k_cache.dtype:
+        raise ValueError(f"q_t {tuple(q_t.shape)} {q_t.dtype} does not fit the cache k_cache "
+                         f"{tuple(k_cache.shape)} {k_cache.dtype}: expected q_t [..., d_k] with the same dtype")
     scale = resolve_scale(scale, q_t.shape[-1])
     scores = (k_cache @ q_t.unsqueeze(-1)).squeeze(-1) * scale  # [..., t + 1]
     return (torch.softmax(scores, dim=-1).unsqueeze(-2) @ v_cache).squeeze(-2)
