@@ -20,8 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
 
+# JupyterLab refuses to run as root unless told to (containers and CI run as root).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+NBGRADER_SERVER_EXTENSIONS := formgrader validate_assignment assignment_list course_list
+
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/course
+	@$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader @jupyter-widgets/jupyterlab-manager \
+		>/dev/null 2>&1
+	@for e in $(NBGRADER_SERVER_EXTENSIONS); do \
+		$(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.$$e >/dev/null 2>&1; done
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/course $(ROOT_FLAG)
 
 test: setup
 	$(BIN)/python tests/suite.py
