@@ -1,0 +1,111 @@
+"""The instructor's and learner's command line: `python -m autograder COMMAND --help` says more.
+
+    release                        regenerate course/ from solutions/ with nbgrader and check that nothing leaked
+    grade SUBMISSIONS --out DIR    autograde a class into an nbgrader course root: gradebook, feedback, grades.csv
+    progress [NOTEBOOK_DIR]        which exercises of your own notebooks pass (runs copies, changes nothing)
+"""
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from . import nbgrader_ops as ops
+
+
+def release(args):
+    names = args.assignments or None
+    unknown = sorted(set(names or []) - set(ops.assignments(ops.SOURCE)))
+    if unknown:
+        print(f"error: no such assignment in {ops.SOURCE}: {', '.join(unknown)}", file=sys.stderr)
+        return 1
+    dest = Path(args.to)
+    released = ops.generate_release(dest, names)
+    problems = ops.release_problems(names, release=dest)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if problems:
+        print(f"release check failed: {len(problems)} problem(s) in {dest}", file=sys.stderr)
+        return 1
+    print(f"released {len(names or released)} assignment(s) to {dest}: no solution or hidden test leaked, every"
+          " graded cell kept its id and points")
+    return 0
+
+
+def grade(args):
+    from .grading import grade
+
+    return grade(args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_limit,
+                 force=args.force)
+
+
+def progress(args):
+    from .progress import progress
+
+    try:
+        return progress(args.notebook_dir, timeout=args.timeout)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = commands.add_parser("release", help="regenerate course/ from solutions/ and check it",
+                            description="Run nbgrader generate_assignment for every assignment (or the named ones),"
+                            " then check that no solution or hidden test leaked and every graded cell kept its id and"
+                            " points. Exits 1, naming each problem, if anything is wrong.")
+    r.add_argument("assignments", nargs="*", help="assignment names (default: every folder in solutions/)")
+    r.add_argument("--to", default=str(ops.RELEASE), help="where the learner notebooks go (default: %(default)s)")
+    r.set_defaults(run=release)
+
+    g = commands.add_parser("grade", help="autograde a class's submissions",
+                            description="Grade every student folder or zip in SUBMISSIONS (<student>/NN_topic/"
+                            "NN_topic.ipynb, <student>/NN_topic.ipynb, renamed copies, or an nbgrader course root with"
+                            " submitted/<student>/<assignment>/). OUT becomes an nbgrader course root: gradebook,"
+                            " autograded/, feedback/, grades.csv, report.txt. Run it again after new submissions or"
+                            " hand grading: only changed submissions are graded again, hand-entered scores stay, and"
+                            " feedback is regenerated where grades changed. Exit status 1 if a submission could not"
+                            " be graded by the machinery (it is retried next run); problems with students' files are"
+                            " reported, not fatal.")
+    g.add_argument("submissions", help="folder of student folders or zips, or an nbgrader course root")
+    g.add_argument("--out", required=True, help="the grading folder (created if missing)")
+    g.add_argument("--jobs", type=int, default=None, help="notebooks graded side by side (default: CPU count)")
+    g.add_argument("--timeout", type=int, default=None,
+                   help=f"seconds a cell may run (default: the course's c.Execute.timeout, {ops.CELL_TIMEOUT})")
+    g.add_argument("--memory-limit", type=int, default=4096, metavar="MB",
+                   help="address space a student's kernel may use, in MiB (default: %(default)s; 0: no limit)")
+    g.add_argument("--force", action="store_true", help="grade every submission again, changed or not")
+    g.set_defaults(run=grade)
+
+    pr = commands.add_parser("progress", help="check your own notebooks: which exercises pass",
+                             description="Run a copy of each notebook in NOTEBOOK_DIR (your files are not changed;"
+                             " save them first) and print which graded checks pass, with points. Hidden tests are"
+                             " not in your notebooks: the final grade may still differ.")
+    pr.add_argument("notebook_dir", nargs="?", default=str(ops.RELEASE),
+                    help="a folder of notebooks, or one notebook (default: %(default)s)")
+    pr.add_argument("--timeout", type=int, default=None,
+                    help=f"seconds a cell may run (default: {ops.CELL_TIMEOUT})")
+    pr.set_defaults(run=progress)
+    return p
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    from .grading import GradingError
+
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)  # a polite kill stops workers and kernels like Ctrl-C does
+    try:
+        return args.run(args)
+    except GradingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to go on where it stopped", file=sys.stderr)
+        return 130
