@@ -6,15 +6,18 @@ A notebook is a list of cells made with the functions below, written by `write_n
     code("import torch")                           ordinary code the learner may edit
     setup("from autograder.checks import check")   locked code the learner should not change
     solution("def f(x):\\n    ### BEGIN SOLUTION\\n    ...\\n    ### END SOLUTION", "f")
-    tests("check('f', f)", "f_check", points=2)    locked, graded; hidden parts between
+    tests("check('f', f)", "f_check", points=2)    locked, graded (the check import is added); hidden parts between
                                                    ### BEGIN HIDDEN TESTS / ### END HIDDEN TESTS
     written("Explain ...", "essay_1", points=3)    a markdown answer graded by hand in formgrader
 
 Grade ids must be unique within a notebook; nbgrader keys grades and checksums on them.
 """
+import re
+
 import nbformat
 
 SCHEMA_VERSION = 3
+IMPORT_NOTE = "# imported here: a name reused above cannot replace it"
 
 
 def _meta(grade_id, *, grade, solution, locked, points=None, task=False):
@@ -46,7 +49,12 @@ def solution(source, grade_id):
 
 
 def tests(source, grade_id, points):
+    """A graded test cell. It imports the check functions it calls itself, so that a learner's variable named
+    `check` or `check_answer` in an earlier cell can never stand in for them."""
     body = source.strip("\n")
+    called = [name for name in ("check", "check_answer") if re.search(rf"(?<![\w.]){name}\(", body)]
+    if called and not body.startswith("from autograder.checks import"):
+        body = f"from autograder.checks import {', '.join(called)}  {IMPORT_NOTE}\n" + body
     return nbformat.v4.new_code_cell(body, metadata=_meta(grade_id, grade=True, solution=False, locked=True,
                                                            points=points))
 

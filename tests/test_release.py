@@ -1,5 +1,7 @@
 """The committed learner notebooks in course/ are exactly what nbgrader makes from solutions/ now, and they give
 nothing away: no solution, no hidden test, no hidden check call; every graded cell survives the release."""
+import re
+
 import nbformat
 import pytest
 
@@ -65,6 +67,24 @@ def test_sources_are_saved_without_outputs(assignment):
         assert any(c.metadata.get("nbgrader", {}).get("grade") for c in nb.cells), f"{path.name}: nothing graded"
         ran = [n for n, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
         assert not ran, f"{path.name}: cells {ran} were saved with outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_test_cells_import_the_checks_they_call(assignment):
+    """A learner's cell may (even by accident) bind a name `check` or `check_answer`; each graded test cell
+    imports the library's functions itself, so such a name can never stand in for the real check."""
+    for path in ops.notebooks(ops.SOURCE / assignment):
+        for cell in read(path).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            called = {name for name in ("check", "check_answer") if re.search(rf"(?<![\w.]){name}\(", cell.source)}
+            first = cell.source.splitlines()[0]
+            names = first.split("import", 1)[1].split("#")[0] if "import" in first else ""
+            imported = set(re.findall(r"\w+", names))
+            assert first.startswith("from autograder.checks import") and called <= imported, (
+                f"{path.name}, cell {meta['grade_id']}: start it with `from autograder.checks import "
+                f"{', '.join(sorted(called))}`")
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
