@@ -75,11 +75,16 @@ def work_dtype(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def check_gates(g, k):
-    """GLA log-gates: shaped like k, floating, finite and <= 0 (a gate alpha = exp(g) in (0, 1])."""
+def check_gate_shape(g, k):
+    """GLA log-gates are a floating tensor shaped like k (no look at the values, so no pass over g)."""
     check_tensor("g", g)
     if g.shape != k.shape:
         raise ValueError(f"g (log-gates) must have the shape of k {tuple(k.shape)}, got {tuple(g.shape)}")
+
+
+def check_gates(g, k):
+    """GLA log-gates: shaped like k, floating, finite and <= 0 (a gate alpha = exp(g) in (0, 1])."""
+    check_gate_shape(g, k)
     if not torch.isfinite(g).all():
         raise ValueError("g (log-gates) contains NaN or inf")
     if (g > 0).any():
@@ -94,3 +99,41 @@ def check_state(name, state, shape, dtype):
     if tuple(state.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(state.shape)}")
     return state.to(dtype)
+
+
+def check_gamma(gamma, q=None):
+    """gamma as a float64 tensor: shape [] for a float, [H] for per-head decays (broadcast over [B, H, T, d])."""
+    if isinstance(gamma, bool):
+        raise TypeError(f"gamma must be a float or a tensor, got {gamma!r}")
+    if isinstance(gamma, (int, float)):
+        gamma = torch.tensor(float(gamma), dtype=torch.float64)
+    elif isinstance(gamma, torch.Tensor):
+        if not gamma.is_floating_point():
+            raise TypeError(f"gamma must hold floating-point values, got dtype {gamma.dtype}")
+        if gamma.ndim > 1:
+            raise ValueError(f"gamma must be a float or a 1-D tensor [H], got shape {tuple(gamma.shape)}")
+        gamma = gamma.to(torch.float64)
+    else:
+        raise TypeError(f"gamma must be a float or a tensor of shape [H], got {type(gamma).__name__}")
+    if not torch.isfinite(gamma).all() or (gamma <= 0).any() or (gamma > 1).any():
+        raise ValueError(f"gamma must lie in (0, 1], got {gamma.tolist()}")
+    if gamma.ndim == 1 and q is not None:
+        if q.ndim < 3 or q.shape[-3] != gamma.shape[0]:
+            raise ValueError(
+                f"gamma has {gamma.shape[0]} per-head values, so q must be [..., H={gamma.shape[0]}, T, d]; "
+                f"got q of shape {tuple(q.shape)}"
+            )
+    return gamma
+
+
+def check_linear_attention_state(initial_state, normalize, lead, d_k, d_v, dt):
+    """The saved state as (mu, nu); nu is None when not normalizing."""
+    if initial_state is None:
+        return None
+    if normalize:
+        if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
+            raise TypeError("with normalize=True, initial_state must be the pair (mu, nu)")
+        mu = check_state("initial_state mu", initial_state[0], (*lead, d_k, d_v), dt)
+        nu = check_state("initial_state nu", initial_state[1], (*lead, d_k), dt)
+        return mu, nu
+    return check_state("initial_state", initial_state, (*lead, d_k, d_v), dt), None

@@ -15,7 +15,14 @@ state is the pair (mu, nu); with normalize=False it is mu alone.
 import torch
 
 from . import feature_maps
-from ._validate import check_chunk_size, check_qkv, check_state, check_tensor, resolve_scale, work_dtype
+from ._validate import (
+    check_chunk_size,
+    check_linear_attention_state,
+    check_qkv,
+    check_tensor,
+    resolve_scale,
+    work_dtype,
+)
 from .chunk import chunk_gated_linear_attention
 from .masks import causal_mask
 
@@ -89,17 +96,6 @@ def linear_attention_parallel(q, k, v, feature_map=feature_maps.elu_plus_one, no
     return out.to(q.dtype)
 
 
-def _initial(initial_state, normalize, lead, d_k, d_v, dt):
-    """The saved state as (mu, nu); nu is None when not normalizing."""
-    if initial_state is None:
-        return None
-    if normalize:
-        if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
-            raise TypeError("with normalize=True, initial_state must be the pair (mu, nu)")
-        mu = check_state("initial_state mu", initial_state[0], (*lead, d_k, d_v), dt)
-        nu = check_state("initial_state nu", initial_state[1], (*lead, d_k), dt)
-        return mu, nu
-    return check_state("initial_state", initial_state, (*lead, d_k, d_v), dt), None
 
 
 def linear_attention_recurrent(q, k, v, feature_map=feature_maps.elu_plus_one, normalize=True, scale=None,
@@ -112,7 +108,7 @@ def linear_attention_recurrent(q, k, v, feature_map=feature_maps.elu_plus_one, n
     qp, kp, vv = _prepare(q, k, v, feature_map, scale)
     *lead, T, d_k = qp.shape
     d_v = vv.shape[-1]
-    init = _initial(initial_state, normalize, lead, d_k, d_v, qp.dtype)
+    init = check_linear_attention_state(initial_state, normalize, lead, d_k, d_v, qp.dtype)
     mu, nu = init if init is not None else (qp.new_zeros(*lead, d_k, d_v), None)
     if nu is None:
         nu = qp.new_zeros(*lead, d_k)
@@ -137,7 +133,7 @@ def linear_attention_chunk(q, k, v, feature_map=feature_maps.elu_plus_one, norma
     qp, kp, vv = _prepare(q, k, v, feature_map, scale)
     *lead, T, d_k = qp.shape
     d_v = vv.shape[-1]
-    init = _initial(initial_state, normalize, lead, d_k, d_v, qp.dtype)
+    init = check_linear_attention_state(initial_state, normalize, lead, d_k, d_v, qp.dtype)
     if normalize:
         vv = torch.cat([vv, torch.ones_like(vv[..., :1])], dim=-1)
         if init is not None:

@@ -9,7 +9,7 @@ Multi-scale retention gives each head its own gamma_h = 1 - 2^(-5-h).
 """
 import torch
 
-from ._validate import check_chunk_size, check_length, check_qkv, check_state, resolve_scale, work_dtype
+from ._validate import check_chunk_size, check_gamma, check_length, check_qkv, check_state, resolve_scale, work_dtype
 from .chunk import chunk_gated_linear_attention
 
 
@@ -24,33 +24,10 @@ def effective_horizon(gamma):
 
     A float gamma gives a float (inf for gamma = 1: no decay); a tensor [H] gives a float64 tensor [H].
     """
-    horizon = 1.0 / (1.0 - _as_gamma(gamma))  # float64 tensor: 1 / 0 is inf, not an error
+    horizon = 1.0 / (1.0 - check_gamma(gamma))  # float64 tensor: 1 / 0 is inf, not an error
     return horizon.item() if horizon.ndim == 0 else horizon
 
 
-def _as_gamma(gamma, q=None):
-    """gamma as a float64 tensor: shape [] for a float, [H] for per-head decays (broadcast over [B, H, T, d])."""
-    if isinstance(gamma, bool):
-        raise TypeError(f"gamma must be a float or a tensor, got {gamma!r}")
-    if isinstance(gamma, (int, float)):
-        gamma = torch.tensor(float(gamma), dtype=torch.float64)
-    elif isinstance(gamma, torch.Tensor):
-        if not gamma.is_floating_point():
-            raise TypeError(f"gamma must hold floating-point values, got dtype {gamma.dtype}")
-        if gamma.ndim > 1:
-            raise ValueError(f"gamma must be a float or a 1-D tensor [H], got shape {tuple(gamma.shape)}")
-        gamma = gamma.to(torch.float64)
-    else:
-        raise TypeError(f"gamma must be a float or a tensor of shape [H], got {type(gamma).__name__}")
-    if not torch.isfinite(gamma).all() or (gamma <= 0).any() or (gamma > 1).any():
-        raise ValueError(f"gamma must lie in (0, 1], got {gamma.tolist()}")
-    if gamma.ndim == 1 and q is not None:
-        if q.ndim < 3 or q.shape[-3] != gamma.shape[0]:
-            raise ValueError(
-                f"gamma has {gamma.shape[0]} per-head values, so q must be [..., H={gamma.shape[0]}, T, d]; "
-                f"got q of shape {tuple(q.shape)}"
-            )
-    return gamma
 
 
 def _per_head(gamma, dtype):
@@ -62,7 +39,7 @@ def _per_head(gamma, dtype):
 def decay_mask(T, gamma):
     """D_ij = gamma^(i-j) for i >= j, else 0. Shape [T, T] for a float gamma, [H, T, T] for a tensor [H]."""
     check_length(T)
-    gamma = _as_gamma(gamma)
+    gamma = check_gamma(gamma)
     i = torch.arange(T, dtype=torch.float64)
     distance = i.view(-1, 1) - i.view(1, -1)  # i - j
     lower = distance >= 0
@@ -74,7 +51,7 @@ def decay_mask(T, gamma):
 def retention_parallel(q, k, v, gamma, scale=None):
     """O = ((Q K^T * scale) * D) V with D = decay_mask(T, gamma). q, k [..., T, d_k], v [..., T, d_v]."""
     T, d_k, _ = check_qkv(q, k, v)
-    gamma = _as_gamma(gamma, q)
+    gamma = check_gamma(gamma, q)
     scale = resolve_scale(scale, d_k)
     dt = work_dtype(q.dtype)
     D = decay_mask(T, gamma).to(dt)
@@ -88,7 +65,7 @@ def retention_recurrent(q, k, v, gamma, scale=None, initial_state=None, output_f
     initial_state: [..., d_k, d_v] or None. Returns o, or (o, final_state) when output_final_state.
     """
     T, d_k, d_v = check_qkv(q, k, v)
-    gamma = _as_gamma(gamma, q)
+    gamma = check_gamma(gamma, q)
     scale = resolve_scale(scale, d_k)
     out_dtype, dt = q.dtype, work_dtype(q.dtype)
     q, k, v = q.to(dt) * scale, k.to(dt), v.to(dt)
@@ -110,7 +87,7 @@ def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=Non
     """Chunkwise retention: the gated chunk core with one log-decay log(gamma) per head and step."""
     T, d_k, d_v = check_qkv(q, k, v)
     check_chunk_size(chunk_size)
-    gamma = _as_gamma(gamma, q)
+    gamma = check_gamma(gamma, q)
     scale = resolve_scale(scale, d_k)
     dt = work_dtype(q.dtype)
     lead = q.shape[:-2]

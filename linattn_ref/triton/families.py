@@ -13,9 +13,16 @@ import os
 import torch
 
 from .. import feature_maps
-from .._validate import check_chunk_size, check_gates, check_qkv, check_state, check_tensor, resolve_scale
-from ..linear_attention import _initial
-from ..retnet import _as_gamma
+from .._validate import (
+    check_chunk_size,
+    check_gamma,
+    check_gate_shape,
+    check_gates,
+    check_linear_attention_state,
+    check_qkv,
+    check_state,
+    resolve_scale,
+)
 from .kernel import (
     BAD_GATES,
     GATE_NONE,
@@ -88,7 +95,7 @@ def linear_attention_chunk(q, k, v, feature_map=feature_maps.elu_plus_one, norma
         raise ValueError(f"the feature map must map q and k [..., T, d] to [..., T, d'] of their dtype, got q' "
                          f"{tuple(qp.shape)} {qp.dtype} and k' {tuple(kp.shape)} from {tuple(q.shape)} {q.dtype}")
     _check_head_dims(qp.shape[-1], d_v)
-    init = _initial(initial_state, normalize, q.shape[:-2], qp.shape[-1], d_v, torch.float32)
+    init = check_linear_attention_state(initial_state, normalize, q.shape[:-2], qp.shape[-1], d_v, torch.float32)
     mu0, nu0 = init if init is not None else (None, None)
     _check_runnable(qp, kp, v, mu0, nu0)
     o, mu, nu = chunk_gated_forward(qp, kp, v, GATE_NONE, None, scale, chunk_size, mu0, nu0, normalize, eps,
@@ -104,7 +111,7 @@ def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=Non
     """
     T, d_k, d_v = check_qkv(q, k, v)
     _check_chunk(chunk_size)
-    gamma = _as_gamma(gamma, q)
+    gamma = check_gamma(gamma, q)
     scale = resolve_scale(scale, d_k)
     _check_head_dims(d_k, d_v)
     init = None
@@ -130,9 +137,7 @@ def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_
     """
     _, d_k, d_v = check_qkv(q, k, v)
     _check_chunk(chunk_size)
-    check_tensor("g", g)
-    if g.shape != k.shape:
-        check_gates(g, k)  # the reference's check names the fault
+    check_gate_shape(g, k)
     scale = resolve_scale(scale, d_k)
     _check_head_dims(d_k, d_v)
     init = None
