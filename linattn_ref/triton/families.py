@@ -5,7 +5,8 @@ its input with the reference's own checks, turns its gate into log-gates and cal
 (for GLA after `gla_prepare_kernel`, see kernel.py).
 Inputs are float32, bfloat16 or float16 [..., T, d] with d <= 128; the kernel accumulates in float32 and
 returns final states in float32, as the reference does. `chunk_size` (16, 32, 64 or 128) only sets the
-kernel's tile: the result does not depend on it.
+kernel's tile: the result does not depend on it. Launch settings: block_v, num_warps, num_stages, and tma
+(tensor descriptors on or off; None: the kernel's default, where the GPU and the shapes allow).
 """
 import math
 import os
@@ -80,7 +81,7 @@ def _output(o, state, output_final_state):
 
 def linear_attention_chunk(q, k, v, feature_map=feature_maps.elu_plus_one, normalize=True, scale=None, eps=0.0,
                            chunk_size=64, initial_state=None, output_final_state=False, *, block_v=None,
-                           num_warps=None, num_stages=None):
+                           num_warps=None, num_stages=None, tma=None):
     """Causal linear attention o_i = (q'_i mu_i) / (q'_i . nu_i) (or q'_i mu_i with normalize=False).
 
     As `linattn_ref.linear_attention_chunk`. The feature map runs in torch; the kernel sees q' and k'.
@@ -99,12 +100,12 @@ def linear_attention_chunk(q, k, v, feature_map=feature_maps.elu_plus_one, norma
     mu0, nu0 = init if init is not None else (None, None)
     _check_runnable(qp, kp, v, mu0, nu0)
     o, mu, nu = chunk_gated_forward(qp, kp, v, GATE_NONE, None, scale, chunk_size, mu0, nu0, normalize, eps,
-                                    output_final_state, block_v, num_warps, num_stages)
+                                    output_final_state, block_v, num_warps, num_stages, tma=tma)
     return _output(o, (mu, nu) if normalize else mu, output_final_state)
 
 
 def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None, output_final_state=False, *,
-                    block_v=None, num_warps=None, num_stages=None):
+                    block_v=None, num_warps=None, num_stages=None, tma=None):
     """Retention S_t = gamma S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; gamma a float or one per head [H].
 
     As `linattn_ref.retention_chunk`. Returns o, or (o, final_state) when output_final_state is True.
@@ -120,12 +121,12 @@ def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=Non
     _check_runnable(q, k, v, init)
     log_gamma = gamma.log().reshape(-1).to(device=q.device, dtype=torch.float32)
     o, state, _ = chunk_gated_forward(q, k, v, GATE_SCALAR, log_gamma, scale, chunk_size, init, None, False, 0.0,
-                                      output_final_state, block_v, num_warps, num_stages)
+                                      output_final_state, block_v, num_warps, num_stages, tma=tma)
     return _output(o, state, output_final_state)
 
 
 def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_final_state=False, *,
-              validate_gates=True, block_v=None, num_warps=None, num_stages=None):
+              validate_gates=True, block_v=None, num_warps=None, num_stages=None, tma=None):
     """GLA S_t = Diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; g log-gates shaped like k.
 
     As `linattn_ref.gla_chunk`. Inside a chunk the kernel multiplies factors exp(b_i - b_mid) and
@@ -149,10 +150,10 @@ def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_
     while True:
         status = torch.zeros(1, dtype=torch.int32, device=q.device)
         o, state, _ = chunk_gated_forward(q, k, v, GATE_VECTOR, g, scale, chunk_size, init, None, False, 0.0,
-                                          output_final_state, block_v, num_warps, num_stages, status)
+                                          output_final_state, block_v, num_warps, num_stages, status, tma)
         if not validate_gates:
             return _output(o, state, output_final_state)
-        found = status.item()
+        found = status.item()  # the one wait for the GPU
         if found & BAD_GATES.value:
             check_gates(g, k)  # the reference's check names the fault
         if not found & OUT_OF_RANGE.value:

@@ -18,7 +18,12 @@ The chunks must be walked in order, so whatever does not need the state is best 
 - scalar gate: the decays are powers of gamma, the same in every chunk; the compiler hoists them.
 - vector gate: the decays differ per chunk and per key feature (cumulative sums and exponentials).
   `gla_prepare_kernel` computes them for all chunks at once, in parallel, and hands the loop queries and
-  keys already scaled, so that the loop is the no-gate one plus two row scalings of the state.
+  keys already scaled, so that the loop is the no-gate one plus two row scalings of the state. (Doing that
+  work inside the loop instead, with no prepare pass, was 2.5x slower on an H200: it sits on the serial path.)
+
+On Hopper the loop reads its tiles through tensor descriptors, made inside the kernel (no host-side cost):
+the copy engine (TMA) moves whole tiles while the threads compute, where rows are 16-byte aligned.
+benchmarks/NOTES_triton.md has what each version measured.
 """
 import contextlib
 import math
@@ -30,11 +35,33 @@ import triton.language as tl
 
 # gate kinds (constexpr so that the kernel can branch on them at compile time)
 GATE_NONE, GATE_SCALAR, GATE_VECTOR = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
+# what gla_prepare_kernel reports: log-gates that are positive, NaN or inf; a chunk whose factors pass exp(80)
+BAD_GATES, OUT_OF_RANGE = tl.constexpr(2), tl.constexpr(1)
 
 # Largest exponent the vector-gate factorisation may meet: exp(80) * |q| stays far below float32's 3.4e38.
 MAX_GATE_EXPONENT = 80.0
-# what gla_prepare_kernel reports: log-gates that are positive, NaN or inf; a chunk whose factors pass exp(80)
-BAD_GATES, OUT_OF_RANGE = tl.constexpr(2), tl.constexpr(1)
+
+
+@triton.jit
+def load_tile(x, t0, c0, T, C: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, TMA: tl.constexpr):
+    """Rows [t0, t0 + BT) and columns [c0, c0 + BC) of one sequence x [T, C]; zeros past T and C.
+    TMA: x is a tensor descriptor and the copy engine fetches the tile; else a pointer, masked loads."""
+    if TMA:
+        tile = x.load([t0, c0])
+    else:
+        rows, cols = t0 + tl.arange(0, BT), c0 + tl.arange(0, BC)
+        tile = tl.load(x + rows[:, None] * C + cols[None, :], mask=(rows < T)[:, None] & (cols < C)[None, :],
+                       other=0.0)
+    return tile
+
+
+@triton.jit
+def store_tile(x, value, t0, c0, T, C: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, TMA: tl.constexpr):
+    if TMA:
+        x.store([t0, c0], value)
+    else:
+        rows, cols = t0 + tl.arange(0, BT), c0 + tl.arange(0, BC)
+        tl.store(x + rows[:, None] * C + cols[None, :], value, mask=(rows < T)[:, None] & (cols < C)[None, :])
 
 
 @triton.jit
@@ -49,6 +76,7 @@ def chunk_gated_fwd_kernel(
     GATE: tl.constexpr,         # GATE_NONE, GATE_SCALAR or GATE_VECTOR
     NORMALIZE: tl.constexpr,    # divide by q . nu (nu is the state of a value that is always 1; no gate only)
     USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
+    TMA: tl.constexpr,          # read q, k, v and write o through tensor descriptors (Hopper's copy engine)
 ):
     tl.static_assert(GATE == GATE_NONE or not NORMALIZE)
     i_v, i_n = tl.program_id(0), tl.program_id(1)
@@ -57,6 +85,11 @@ def chunk_gated_fwd_kernel(
     k += n * T * K
     v += n * T * V
     o += n * T * V
+    if TMA:  # one descriptor per sequence: the copy engine fills rows past T with zeros and skips them on store
+        q = tl.make_tensor_descriptor(q, shape=[T, K], strides=[K, 1], block_shape=[BT, BK])
+        k = tl.make_tensor_descriptor(k, shape=[T, K], strides=[K, 1], block_shape=[BT, BK])
+        v = tl.make_tensor_descriptor(v, shape=[T, V], strides=[V, 1], block_shape=[BT, BV])
+        o = tl.make_tensor_descriptor(o, shape=[T, V], strides=[V, 1], block_shape=[BT, BV])
 
     rows = tl.arange(0, BT)                 # positions inside a chunk
     cols_k = tl.arange(0, BK)               # key features (all of them: BK >= K)
@@ -78,11 +111,11 @@ def chunk_gated_fwd_kernel(
         gate_end += n * tl.cdiv(T, BT) * K
 
     for i_t in range(0, tl.cdiv(T, BT)):
-        t = i_t * BT + rows
-        t_ok = t < T  # the last chunk may be short: masked rows load as 0 and contribute nothing
-        q_c = tl.load(q + t[:, None] * K + cols_k[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0)
-        k_c = tl.load(k + t[:, None] * K + cols_k[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0)
-        v_c = tl.load(v + t[:, None] * V + cols_v[None, :], mask=t_ok[:, None] & v_ok[None, :], other=0.0)
+        t0 = i_t * BT
+        t_ok = t0 + rows < T  # the last chunk may be short: masked rows load as 0 and contribute nothing
+        q_c = load_tile(q, t0, 0, T, K, BT, BK, TMA)
+        k_c = load_tile(k, t0, 0, T, K, BT, BK, TMA)
+        v_c = load_tile(v, t0, i_v * BV, T, V, BT, BV, TMA)
 
         if GATE == GATE_NONE:
             A = tl.where(causal, tl.dot(q_c, tl.trans(k_c)), 0.0)  # intra-chunk scores q_i . k_j, j <= i
@@ -95,7 +128,7 @@ def chunk_gated_fwd_kernel(
         elif GATE == GATE_SCALAR:
             # log-decay from the chunk's start to row i is (i + 1) log gamma: no loads, no cumulative sum
             b = (rows + 1).to(tl.float32) * log_gamma
-            b_last = tl.minimum(T - i_t * BT, BT).to(tl.float32) * log_gamma  # the last real row's
+            b_last = tl.minimum(T - t0, BT).to(tl.float32) * log_gamma  # the last real row's
             # gamma^(i - j) directly for each pair, every exponent <= 0 whatever gamma is
             A = tl.dot(q_c, tl.trans(k_c)) * tl.exp(tl.where(causal, b[:, None] - b[None, :], float("-inf")))
             # The decays are per row, so they can scale the products' rows instead of q and k:
@@ -113,8 +146,7 @@ def chunk_gated_fwd_kernel(
             state = state * to_mid[:, None]
             o_c = tl.dot(q_c, state.to(q_c.dtype)) + tl.dot(A.to(v_c.dtype), v_c)
             state = (state + tl.dot(tl.trans(k_c), v_c.to(k_c.dtype))) * mid_to_end[:, None]
-        tl.store(o + t[:, None] * V + cols_v[None, :], (scale * o_c).to(o.dtype.element_ty),
-                 mask=t_ok[:, None] & v_ok[None, :])
+        store_tile(o, (scale * o_c).to(v_c.dtype), t0, i_v * BV, T, V, BT, BV, TMA)
 
     if STORE_FINAL_STATE:
         tl.store(state1 + n * K * V + cols_k[:, None] * V + cols_v[None, :], state,
@@ -175,13 +207,14 @@ def gla_prepare_kernel(
         tl.atomic_or(status, flags)
 
 
-# Launch settings per gate kind (value block, warps, pipeline stages), tuned on an H100 at B=4, H=16, d=128,
-# bfloat16 (benchmarks/NOTES_triton.md). The interpreter runs one program at a time in numpy, so there the
-# whole value dimension goes to one program.
-DEFAULT_LAUNCH = {0: (64, 4, 4), 1: (64, 4, 3), 2: (64, 4, 4)}
-PREPARE_NUM_WARPS, PREPARE_BLOCK_K = 4, 64
+
+# Launch settings per gate kind: value block, warps, pipeline stages, tensor descriptors; tuned on an H200 at
+# B=4, H=16, d=128, bfloat16 (benchmarks/NOTES_triton.md). The interpreter runs one program at a time in numpy,
+# so there the whole value dimension goes to one program.
+DEFAULT_LAUNCH = {0: (64, 4, 4, True), 1: (64, 4, 3, True), 2: (64, 4, 4, True)}
+PREPARE_NUM_WARPS, PREPARE_BLOCK_K = 8, 64
 MAX_HEAD_DIM = 128
-SHARED_MEMORY_FOR_STAGES = 192 * 1024  # of an H100's 227 KB per block; the rest holds the state and scores
+SHARED_MEMORY_FOR_STAGES = 192 * 1024  # of an H100's / H200's 227 KB per block; the rest holds the state and scores
 
 
 def pipeline_stages(stages, BT, BK, BV, itemsize):
@@ -195,14 +228,33 @@ def interpreted():
     return not isinstance(chunk_gated_fwd_kernel, triton.runtime.JITFunction)
 
 
+def tma_usable(*tensors):
+    """Tensor descriptors need Hopper's copy engine (or the interpreter) and rows of a multiple of 16 bytes."""
+    if not interpreted() and torch.cuda.get_device_capability(tensors[0].device)[0] < 9:
+        return False
+    return all(x.data_ptr() % 16 == 0 and x.shape[-1] * x.element_size() % 16 == 0 for x in tensors)
+
+
+def _descriptor_memory(size, alignment, stream):
+    """Global memory in which the kernel writes the descriptors it makes (triton.set_allocator's contract)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _ensure_allocator():
+    from triton.runtime import _allocation
+    if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):  # keep one the caller has set
+        triton.set_allocator(_descriptor_memory)
+
+
 def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, initial_state=None, initial_nu=None,
                         normalize=False, eps=0.0, output_final_state=False, block_v=None, num_warps=None,
-                        num_stages=None, status=None):
+                        num_stages=None, status=None, tma=None):
     """Launch the kernels on validated [..., T, K] / [..., T, V] tensors of one dtype and device.
 
     gate: GATE_NONE, GATE_SCALAR (gates: float32 log-decays [H], or [1] for one decay) or GATE_VECTOR
     (gates: log-gates shaped like k; `status`, a zeroed int32 [1] tensor, receives BAD_GATES | OUT_OF_RANGE).
     initial_state [..., K, V] and initial_nu [..., K] are float32 or None.
+    tma: read through tensor descriptors (None: the gate kind's default, where the GPU and the shapes allow).
     Returns (o [..., T, V], final state or None, final nu or None).
     """
     # The interpreter also multiplies the vector-gate factors of pairs above the diagonal, which may overflow
@@ -210,17 +262,17 @@ def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, ini
     quiet = interpreted() and gate == GATE_VECTOR
     with np.errstate(over="ignore", invalid="ignore", divide="ignore") if quiet else contextlib.nullcontext():
         return _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps,
-                       output_final_state, block_v, num_warps, num_stages, status)
+                       output_final_state, block_v, num_warps, num_stages, status, tma)
 
 
 def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps, output_final_state,
-            block_v, num_warps, num_stages, status):
+            block_v, num_warps, num_stages, status, tma):
     *lead, T, K = q.shape
     V = v.shape[-1]
     N = math.prod(lead)
     BT = chunk_size
     BK = max(16, triton.next_power_of_2(K))  # tl.dot needs tiles of 16 or more
-    default_block_v, default_warps, default_stages = DEFAULT_LAUNCH[int(gate)]
+    default_block_v, default_warps, default_stages, default_tma = DEFAULT_LAUNCH[int(gate)]
     if block_v is None:
         block_v = MAX_HEAD_DIM if interpreted() else default_block_v
     BV = max(16, min(triton.next_power_of_2(block_v), triton.next_power_of_2(V)))
@@ -252,6 +304,9 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
             q, k, g, q_mid, k_mid, gates, gate_end, status, T, K=K, BT=BT, BC=BC, MAX_EXPONENT=MAX_GATE_EXPONENT,
             SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32", num_warps=PREPARE_NUM_WARPS)
         q, k = q_mid, k_mid
+    use_tma = (default_tma if tma is None else tma) and tma_usable(q, k, v, o)
+    if use_tma and not interpreted():
+        _ensure_allocator()
 
     grid = (triton.cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q and k in L2
     chunk_gated_fwd_kernel[grid](
@@ -262,7 +317,7 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
         nu1 if nu1 is not None else unused,
         T, gates.numel() if gate == GATE_SCALAR else 1, float(scale), float(eps),
         K=K, V=V, BT=BT, BK=BK, BV=BV, GATE=gate, NORMALIZE=normalize,
-        USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
+        USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state, TMA=use_tma,
         num_warps=num_warps or default_warps,
         num_stages=num_stages or pipeline_stages(default_stages, BT, BK, BV, q.element_size()),
     )
