@@ -7,6 +7,7 @@ constant-multiple or shifted-by-one result, and otherwise the first wrong value.
 """
 import contextlib
 import difflib
+import importlib.util
 import inspect
 import traceback
 import warnings
@@ -18,10 +19,19 @@ import torch
 from .cases import GATE_INPUTS, output_only
 from .compare import close, compare, matches
 from .exercises import EXERCISES
+from .memory_guard import OutOfBounds, guard
 from .sandbox import BoundedBuffer, clone_tree, code_objects, mutated_inputs, run_watched
 
+
+def _triton_dir():
+    """Triton's folder (its interpreter's frames are not the learner's code), found without importing triton: the
+    notebook must set TRITON_INTERPRET before triton is first imported."""
+    spec = importlib.util.find_spec("triton")
+    return str(Path(spec.origin).parent) if spec and spec.origin else "\0"
+
+
 _FORBIDDEN = {name: code_objects(ex.answers) for name, ex in EXERCISES.items()}
-_NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent))
+_NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent), _triton_dir())
 OUTPUT_SHOWN = 800  # characters of the learner's own printed output repeated in a failure message
 
 
@@ -84,6 +94,8 @@ def _not_attempted(err):
 def _error_message(ex, err):
     if _not_attempted(err):
         return "not attempted yet: replace `raise NotImplementedError()` with your code."
+    if isinstance(err, OutOfBounds):  # stopped before it touched memory: a tutor's message already
+        return f"your kernel made {err.what}{_where(err)}: {err.fix}."
     text = f"your function raised {type(err).__name__}: {err}{_where(err)}."
     if isinstance(err, TypeError) and ("argument" in str(err)):
         text += (f" The check calls it like the reference, {ex.name}{inspect.signature(ex.reference)}:"
@@ -282,7 +294,7 @@ def check(exercise_id, fn, hidden=False):
     if not callable(fn):
         raise AssertionError(f"{ex.name}: expected your function, got {type(fn).__name__}; pass the function"
                              f" itself: check({ex.name!r}, {ex.name}).")
-    with quiet():
+    with quiet(), guard():  # a Triton kernel's stray load or store stops with a message, never a crash
         failure = _first_failure(ex, fn, hidden)
     if failure:
         raise AssertionError(failure)
