@@ -3,7 +3,8 @@
     python -m benchmarks.headless_runs [NOTEBOOK_OR_FOLDER ...] [--runs 20] [--stall 15] [--json OUT]
 
 Each run executes a notebook top to bottom in a fresh kernel through nbclient, as nbgrader's Validate and
-autograde do (this is where a widget cell once stalled headless runs for the whole cell timeout). A cell that
+autograde do (this is where a widget cell once stalled headless runs for the whole cell timeout; --unfixed runs
+without autograder.execute.fix_lost_wakeups, to see the stall again). A cell that
 takes longer than --stall seconds counts as a stall. Prints, per notebook, the distribution of run times
 (min, median, 90th percentile, max) and every stall with its cell; exits 1 if there was a stall or an error.
 Default: every solution notebook (solutions/NN_topic/NN_topic.ipynb).
@@ -19,6 +20,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from autograder import nbgrader_ops as ops
+from autograder.execute import fix_lost_wakeups
 
 
 class TimedClient(NotebookClient):
@@ -34,6 +36,8 @@ class TimedClient(NotebookClient):
             return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
         finally:
             self.cell_seconds.append((cell_index, time.perf_counter() - start))
+
+
 
 
 def run_once(path, timeout):
@@ -61,7 +65,10 @@ def main(argv=None):
     parser.add_argument("--stall", type=float, default=15.0, help="a cell slower than this many seconds is a stall")
     parser.add_argument("--timeout", type=int, default=ops.CELL_TIMEOUT, help="cell timeout (as in grading)")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--unfixed", action="store_true", help="without the fix for lost wake-ups")
     args = parser.parse_args(argv)
+    if not args.unfixed:
+        fix_lost_wakeups()  # as nbgrader_config.py does for Validate and autograde
     paths = []
     for p in args.paths or [ops.SOURCE]:
         paths += [p] if p.is_file() else sorted(q for q in p.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts)
