@@ -70,15 +70,16 @@ class _Launch:
 
     def check(self, ptrs, mask, access, itemsize):
         """Raise OutOfBounds if a lane of `ptrs` that `mask` keeps lies outside every tensor."""
-        p = np.asarray(ptrs, dtype=np.uint64).ravel()
-        if mask is not None:
-            p = p[np.broadcast_to(np.asarray(mask, dtype=bool), np.shape(ptrs)).ravel()]
+        p = np.asarray(ptrs, dtype=np.uint64)
+        if mask is not None and not mask.all():
+            p = p[np.broadcast_to(mask, p.shape)]
         if p.size == 0:
             return
         lo, hi = int(p.min()), int(p.max()) + itemsize
-        owner = next((r for r in self.regions if r[0] <= lo < r[3]), None)
-        if owner is not None and owner[1] <= lo and hi <= owner[2]:
-            return  # the usual case: one block inside one tensor
+        for _, start, end, _, _ in self.regions:
+            if start <= lo and hi <= end:
+                return  # the usual case: one block inside one tensor
+        p = p.ravel()
         # find the first lane outside its tensor and say where it is
         for g0, t0, t1, g1, name in self.regions:
             inside = (p >= t0) & (p + itemsize <= t1)
