@@ -9,8 +9,15 @@ case and for variants of it (probes: the same call on a longer sequence, say), i
                             probes(case) -> {key: variant Case}, the variants it reads (run up front when grading)
 
 Rules read only recorded facts, so they judge an observation made in another process too.
+
+The watcher also records where the first inf and the first NaN were made (facts["nonfinite"]): the torch
+function and the line of the learner's code that called it, so that a NaN in the result can be traced to its
+origin ("NaN from where") instead of guessed at.
 """
+import linecache
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -24,6 +31,39 @@ def _name(func):
     return {"__matmul__": "matmul", "__rmatmul__": "matmul"}.get(name, name)
 
 
+_NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent))
+
+
+def _learner_line():
+    """{"line": n, "code": text} of the innermost frame outside torch and the checks (the learner's call)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_NOT_THE_LEARNERS):
+        frame = frame.f_back
+    if frame is None:
+        return {}
+    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno, frame.f_globals).strip()
+    return {"line": frame.f_lineno, "code": code[:120], "in": frame.f_code.co_name}
+
+
+def _tensors(x):
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, (tuple, list)):
+        for e in x:
+            yield from _tensors(e)
+    elif isinstance(x, dict):
+        for e in x.values():
+            yield from _tensors(e)
+
+
+def _has(test, x):
+    return any(t.is_floating_point() and bool(test(t).any()) for t in _tensors(x))
+
+
+_NONFINITE = (("nan", torch.isnan), ("inf", torch.isinf))
+_IN_PLACE = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__"}
+
+
 def _second_dim(x):
     """The second-largest dimension of a tensor (0 for tensors of fewer than two dimensions)."""
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
@@ -32,26 +72,36 @@ def _second_dim(x):
 
 
 class TorchWatch(TorchFunctionMode):
-    """Records the torch calls made while active: facts = {"calls", "functions", "max_second_dim"}."""
+    """Records the torch calls made while active: facts = {"calls", "functions", "max_second_dim", "nonfinite"}."""
 
     def __init__(self):
         super().__init__()
         self.calls = 0
         self.functions = set()
         self.max_second_dim = 0
+        self.nonfinite = {}  # "inf" / "nan" -> where the first one was made from inputs without one
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
         name = _name(func)
+        todo = [(kind, test) for kind, test in _NONFINITE if kind not in self.nonfinite]
+        in_place = name in _IN_PLACE or (name.endswith("_") and not name.startswith("_"))
+        had = {kind: _has(test, (args, kwargs)) for kind, test in todo} if in_place else {}
+        result = func(*args, **kwargs)
         if name not in _NOT_COUNTED:
             self.calls += 1
             self.functions.add(name)
         for out in result if isinstance(result, (tuple, list)) else (result,):
             self.max_second_dim = max(self.max_second_dim, _second_dim(out))
+        for kind, test in todo:
+            made = args[0] if in_place and args else result
+            if _has(test, made) and not (had[kind] if in_place else _has(test, (args, kwargs))):
+                self.nonfinite[kind] = {"function": name, **_learner_line()}
         return result
 
     def facts(self):
-        return {"calls": self.calls, "functions": sorted(self.functions), "max_second_dim": self.max_second_dim}
+        return {"calls": self.calls, "functions": sorted(self.functions), "max_second_dim": self.max_second_dim,
+                "nonfinite": dict(self.nonfinite)}
 
 
 @dataclass
