@@ -16,6 +16,7 @@ origin ("NaN from where") instead of guessed at.
 """
 import linecache
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,10 @@ def _has(test, x):
     return any(t.is_floating_point() and bool(test(t).any()) for t in _tensors(x))
 
 
+def _finite(x):
+    return all(not t.is_floating_point() or bool(torch.isfinite(t).all()) for t in _tensors(x))
+
+
 _NONFINITE = (("nan", torch.isnan), ("inf", torch.isinf))
 _IN_PLACE = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__"}
 
@@ -86,17 +91,20 @@ class TorchWatch(TorchFunctionMode):
         name = _name(func)
         todo = [(kind, test) for kind, test in _NONFINITE if kind not in self.nonfinite]
         in_place = name in _IN_PLACE or (name.endswith("_") and not name.startswith("_"))
-        had = {kind: _has(test, (args, kwargs)) for kind, test in todo} if in_place else {}
-        result = func(*args, **kwargs)
+        finite_before = _finite(args[:1]) if todo and in_place else True
+        with warnings.catch_warnings():  # torch's own warnings (some only once per process) would make the
+            warnings.simplefilter("ignore")  # captured output differ from run to run; the checks explain instead
+            result = func(*args, **kwargs)
         if name not in _NOT_COUNTED:
             self.calls += 1
             self.functions.add(name)
         for out in result if isinstance(result, (tuple, list)) else (result,):
             self.max_second_dim = max(self.max_second_dim, _second_dim(out))
-        for kind, test in todo:
-            made = args[0] if in_place and args else result
-            if _has(test, made) and not (had[kind] if in_place else _has(test, (args, kwargs))):
-                self.nonfinite[kind] = {"function": name, **_learner_line()}
+        made = args[0] if in_place and args else result
+        if todo and finite_before and not _finite(made):  # most calls stop at this one test
+            for kind, test in todo:
+                if _has(test, made) and not _has(test, (args, kwargs) if not in_place else args[1:]):
+                    self.nonfinite[kind] = {"function": name, **_learner_line()}
         return result
 
     def facts(self):
@@ -151,11 +159,17 @@ def calls_grow_with_length(per_token, factor=4, names=("q", "k", "v"), name="q")
     """Token by token: the number of torch calls grows with T (T steps of work), not constant as in a parallel form.
 
     per_token: what the message asks for, e.g. "run one softmax_attention_step per token".
+    Judged on the cases without leading dimensions only: how a function loops does not depend on them, and the
+    probe (a sequence `factor` times longer) stays cheap there.
     """
     def probes(case):
+        if case.inputs[name].ndim != 2:
+            return {}
         return {f"longer:{factor}": longer(case, factor, names)}
 
     def verdict(case, obs):
+        if not probes(case):
+            return None
         (key, variant), = probes(case).items()
         other = obs.probe(key, variant)
         if other is None or not other.ran:
