@@ -449,3 +449,27 @@ def test_structure_rules_pass_right_answers_written_the_right_way(learner_copy):
 
     assert check("softmax_attention_recurrent", softmax_attention_recurrent, hidden=True) is None
     assert check("linear_attention_noncausal", learner_copy.linear_attention_noncausal, hidden=True) is None
+
+
+def _properties(case):
+    """What a case exercises besides its values and sizes: option names, dtypes, leading dims, layout, None."""
+    found = {f"option {name}" for name, value in case.options.items() if value is not None}
+    for name, x in case.inputs.items():
+        if isinstance(x, torch.Tensor):
+            found |= {f"{name} {x.dtype}", *([f"{name} non-contiguous"] if not x.is_contiguous() else [])}
+        elif x is None:
+            found.add(f"{name} None")
+    tensors = [x for x in case.inputs.values() if isinstance(x, torch.Tensor)]
+    if tensors and max(x.ndim for x in tensors) > min(x.ndim for x in tensors) + 1 or any(x.ndim > 3 for x in tensors):
+        found.add("leading dims")
+    return found
+
+
+@pytest.mark.parametrize("name", [n for nb in ("01", "02", "03", "04") for n in CONTRACT[nb]])
+def test_hidden_cases_add_only_values_and_sizes(name):
+    """Whatever a held-out case exercises (an option, a dtype, leading dims, a layout), a visible case does too:
+    a learner who passes every visible check gets full marks."""
+    ex = EXERCISES[name]
+    visible = set().union(*(_properties(c) for c in ex.cases()))
+    hidden = set().union(*(_properties(c) for c in ex.cases(hidden=True)[len(ex.cases()):]))
+    assert hidden <= visible, f"{name}: only held-out cases exercise {sorted(hidden - visible)}"

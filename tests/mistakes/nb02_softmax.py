@@ -198,3 +198,12 @@ def softmax_step_dot_T(q_t, k_cache, v_cache, scale=None):
 def softmax_step_batch_axis(q_t, k_cache, v_cache, scale=None):
     scores = (k_cache @ q_t.unsqueeze(-1)).squeeze(-1) * _scale(q_t, scale)
     return (torch.softmax(scores, dim=0).unsqueeze(-2) @ v_cache).squeeze(-2)
+
+
+@wrong("softmax_attention_recurrent", "the softmax runs over the first axis (dim=0)")
+def softmax_recurrent_batch_axis(q, k, v, scale=None):
+    out = []
+    for t in range(q.shape[-2]):
+        scores = (k[..., : t + 1, :] @ q[..., t, :, None]).squeeze(-1) * _scale(q, scale)
+        out.append((torch.softmax(scores, 0).unsqueeze(-2) @ v[..., : t + 1, :]).squeeze(-2))  # dim=0: right for [T, d]
+    return torch.stack(out, -2)

@@ -189,3 +189,11 @@ def linear_parallel_denominator_plus_one(q, k, v, feature_map=None, normalize=Tr
     A = (qp @ kp.mT).tril()
     out = A @ v
     return out / (A.sum(-1, keepdim=True) + 1.0) if normalize else out  # + 1 where the formula has + eps
+
+
+@wrong("linear_attention_parallel", "plain average")
+def linear_parallel_mean(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    out = (qp @ kp.mT).tril() @ v
+    count = torch.arange(1, q.shape[-2] + 1, dtype=q.dtype).unsqueeze(-1)  # the number of keys j <= i
+    return out / count if normalize else out

@@ -62,6 +62,14 @@ def _softmax_mistakes(fn):
         scores = ref.masked_scores(case.inputs["k"], case.inputs["q"], scale_of(case))
         return torch.softmax(scores, dim=-1) @ case.inputs["v"]
 
+    def first_axis(case):  # softmax(dim=0): over a batch axis once there are leading dims
+        if case.inputs["q"].ndim < 3:
+            return None
+        T = case.inputs["q"].shape[-2]
+        scores = ref.masked_scores(case.inputs["q"], case.inputs["k"], case.options.get("scale"))
+        weights = torch.softmax(scores, dim=0).masked_fill(~ref.causal_mask(T), 0.0)
+        return weights @ case.inputs["v"]
+
     def query_axis(case):
         scores = ref.masked_scores(case.inputs["q"], case.inputs["k"], case.options.get("scale"))
         return torch.softmax(scores, dim=-2) @ case.inputs["v"]
@@ -79,6 +87,8 @@ def _softmax_mistakes(fn):
                 " k_t and v_t before the step", without_self),
         Mistake("the softmax runs over the queries (dim=-2); each query's weights over the keys (dim=-1) must sum"
                 " to one", query_axis),
+        Mistake("the softmax runs over the first axis (dim=0), a batch axis once there are leading dimensions:"
+                " each query's weights are over the keys, dim=-1", first_axis),
         Mistake("q and k are swapped (K Q^T): score [i, j] must be q_i . k_j, query i against key j",
                 keys_times_queries),
     )
