@@ -240,6 +240,37 @@ def _row_factors(e, g, time_dim):
             " (what it is divided by) is not the expected one.")
 
 
+def _listed(items, limit=4):
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def where_it_differs(ex, case, expected, got):
+    """' Only the batch/head slices (0, 1) differ; the others are right.' and the same for positions: which
+    parts of the result are wrong when some are right (a head handled differently, a chunk boundary...)."""
+    part = _first_bad_part(expected, got, _time_dims(ex, case))
+    if part is None or not part[0].is_floating_point() or part[0].shape != part[1].shape:
+        return ""
+    e, g, time_dim = part
+    bad = ~close(g.detach().double(), e.detach().double(), e.dtype)
+    text = ""
+    matrix_dims = 2 if e.ndim >= 2 else 1
+    if e.ndim > matrix_dims:  # leading (batch / head) dimensions
+        lead = bad.flatten(e.ndim - matrix_dims).any(-1)
+        if 0 < int(lead.sum()) < lead.numel():
+            wrong = [tuple(i) for i in lead.nonzero().tolist()]
+            text += f" Only the batch/head slices {_listed(wrong)} differ; the other slices are right."
+    if time_dim is not None and e.ndim >= 1 and e.shape[time_dim] > 1:
+        d = time_dim % e.ndim
+        rows = bad.movedim(d, 0).flatten(1).any(-1) if e.ndim > 1 else bad
+        if 0 < int(rows.sum()) < rows.numel():
+            wrong = rows.nonzero().flatten().tolist()
+            right = int((~rows).sum())
+            text += (f" Only the outputs at {ex.time_word} {_listed(wrong)} differ; "
+                     + ("the other one is right." if right == 1 else f"the other {right} are right."))
+    return text
+
+
 def generic_pattern(ex, case, expected, got):
     """Transposed, a constant multiple, or shifted by one position: a sentence, or None."""
     part = _first_bad_part(expected, got, _time_dims(ex, case))
@@ -373,6 +404,8 @@ def explain(ex, case, expected, obs, problem):
         pattern = generic_pattern(ex, case, expected, got)
         if pattern:
             return f"{pattern}\n({problem.message})"
+    if problem.kind == "values":
+        return problem.message + where_it_differs(ex, case, expected, got)
     return problem.message
 
 

@@ -207,3 +207,11 @@ def softmax_recurrent_batch_axis(q, k, v, scale=None):
         scores = (k[..., : t + 1, :] @ q[..., t, :, None]).squeeze(-1) * _scale(q, scale)
         out.append((torch.softmax(scores, 0).unsqueeze(-2) @ v[..., : t + 1, :]).squeeze(-2))  # dim=0: right for [T, d]
     return torch.stack(out, -2)
+
+
+@wrong("softmax_attention_parallel", "Only the batch/head slices (0, 1), (0, 2), (1, 1), (1, 2) differ")
+def softmax_parallel_first_head_everywhere(q, k, v, scale=None):
+    if q.ndim == 4:  # head 0's queries and keys for every head
+        q, k = q[:, :1].expand_as(q), k[:, :1].expand_as(k)
+    scores = (q @ k.mT * _scale(q, scale)).masked_fill(_future(q.shape[-2]), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v

@@ -216,3 +216,18 @@ def recurrent_denominator_before_update(q, k, v, feature_map=None, normalize=Tru
         out.append(o / (qp[..., t, :] * nu).sum(-1, keepdim=True) if normalize else o)  # nu not yet updated
         nu = nu + kp[..., t, :]
     return torch.stack(out, -2)
+
+
+@wrong("linear_attention_recurrent", "Only the outputs at query 4 differ; the other 4 are right")
+def recurrent_state_reset_every_4(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _prep(q, k, feature_map, scale)
+    out = []
+    for t in range(q.shape[-2]):
+        if t % 4 == 0:  # the state is started afresh every 4 tokens, as if each block were a new sequence
+            mu = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
+            nu = q.new_zeros(*q.shape[:-2], q.shape[-1])
+        mu = mu + kp[..., t, :, None] * v[..., t, None, :]
+        nu = nu + kp[..., t, :]
+        o = (qp[..., t, None, :] @ mu).squeeze(-2)
+        out.append(o / ((qp[..., t, :] * nu).sum(-1, keepdim=True) + eps) if normalize else o)
+    return torch.stack(out, -2)
