@@ -337,9 +337,12 @@ def _origins(obs):
 
 def nonfinite_origin(ex, case, obs, problem):
     """Where the first NaN / inf of the result was made, and what that kind of operation does wrong."""
-    origins, functions = _origins(obs), set(obs.facts.get("functions", ()) or ())
+    functions = obs.facts.get("functions") if isinstance(obs.facts, dict) else None
+    origins, functions = _origins(obs), {str(f) for f in functions} if isinstance(functions, (list, tuple)) else set()
     first = "NaN" if "contains NaN" in problem.message else "inf"
-    origin = origins.get(first.lower()) or origins.get("inf")
+    if first == "NaN" and "nan" not in origins:
+        first = "inf"  # no NaN was made by a torch call: say where the inf before it came from
+    origin = origins.get(first.lower())
     gates = any(n in case.inputs for n in ("g", "a", "gamma", "b")) or "gate" in ex.name
     if not origin:
         return ("Look for a division by zero, an exp that overflows" + (" (products of gates shrink fast: work in log"
@@ -347,7 +350,7 @@ def nonfinite_origin(ex, case, obs, problem):
     text = f"The first {first} is made by {_made_at(origin)}."
     inf = origins.get("inf")
     if first == "NaN" and inf and inf is not origin:
-        text += f" Its inputs already held an inf, made by {_made_at(inf)}."
+        text += f" Before it, an inf was made by {_made_at(inf)}."
     filled = bool(inf) and inf.get("function") in _FILLS
     if filled and "softmax" not in functions:
         text += (" A value filled in as -inf is right before a softmax, which turns it into a weight exp(-inf) = 0;"
