@@ -316,6 +316,7 @@ def generic_pattern(ex, case, expected, got):
 _FILLS = {"masked_fill", "masked_fill_", "full", "full_like", "fill_", "where", "__setitem__", "tensor"}
 _DIVISIONS = {"div", "div_", "true_divide", "divide", "__truediv__", "__rtruediv__", "__itruediv__", "reciprocal"}
 _MASKS = {"tril", "triu", "masked_fill", "masked_fill_", "where"}
+_EXPS = {"exp", "exp_", "pow", "__pow__", "__rpow__"}
 
 
 def _made_at(origin):
@@ -326,49 +327,52 @@ def _made_at(origin):
 
 
 def _origins(obs):
-    """{"nan"/"inf": {"function", "line", "code", "in"}} as recorded by the watcher, checked (it may come from an
-    untrusted kernel) and reduced to strings and ints."""
+    """{"nan"/"+inf"/"-inf": {"function", "line", "code", "in"}} as recorded by the watcher, checked (it may come
+    from an untrusted kernel) and reduced to strings and ints."""
     recorded = obs.facts.get("nonfinite") if isinstance(obs.facts, dict) else None
     if not isinstance(recorded, dict):
         return {}
     return {kind: {k: (v if isinstance(v, int) else str(v)[:120]) for k, v in origin.items() if isinstance(k, str)}
-            for kind, origin in recorded.items() if kind in ("nan", "inf") and isinstance(origin, dict)}
+            for kind, origin in recorded.items() if kind in ("nan", "+inf", "-inf") and isinstance(origin, dict)}
 
 
 def nonfinite_origin(ex, case, obs, problem):
     """Where the first NaN / inf of the result was made, and what that kind of operation does wrong."""
     functions = obs.facts.get("functions") if isinstance(obs.facts, dict) else None
-    origins, functions = _origins(obs), {str(f) for f in functions} if isinstance(functions, (list, tuple)) else set()
-    first = "NaN" if "contains NaN" in problem.message else "inf"
-    if first == "NaN" and "nan" not in origins:
-        first = "inf"  # no NaN was made by a torch call: say where the inf before it came from
-    origin = origins.get(first.lower())
+    functions = {str(f) for f in functions} if isinstance(functions, (list, tuple)) else set()
+    origins = _origins(obs)
     gates = any(n in case.inputs for n in ("g", "a", "gamma", "b")) or "gate" in ex.name
-    if not origin:
+    nan, plus, minus = origins.get("nan"), origins.get("+inf"), origins.get("-inf")
+    overflow = plus if plus and plus.get("function") in _EXPS else None
+    filled = minus if minus and minus.get("function") in _FILLS else None
+    # the inf that matters: an overflow, else a -inf filled in, else the first one made
+    inf = overflow or filled or plus or minus
+    shown = nan if "contains NaN" in problem.message and nan else inf
+    if not shown:
         return ("Look for a division by zero, an exp that overflows" + (" (products of gates shrink fast: work in log"
                 " space, exp(b_i - b_j) with j <= i stays <= 1)" if gates else "") + ", or a value filled in as inf.")
-    text = f"The first {first} is made by {_made_at(origin)}."
-    inf = origins.get("inf")
-    if first == "NaN" and inf and inf is not origin:
+    text = f"The first {'NaN' if shown is nan else 'inf'} is made by {_made_at(shown)}."
+    if shown is nan and inf:
         text += f" Before it, an inf was made by {_made_at(inf)}."
-    filled = bool(inf) and inf.get("function") in _FILLS
-    if filled and "softmax" not in functions:
+    if overflow:
+        text += " exp overflows above about 709 in float64 and 88 in float32 (and inf / inf is NaN)."
+        if "softmax" in ex.name:
+            text += " A softmax written by hand subtracts each row's maximum score before exp, as torch.softmax does."
+    elif filled and not functions & {"softmax", "log_softmax"}:
         text += (" A value filled in as -inf is right before a softmax, which turns it into a weight exp(-inf) = 0;"
                  " here nothing does, and -inf times a value, or -inf + inf, is inf or NaN: a weight that must be"
                  " zero is filled with 0.")
-    elif origin.get("function") == "softmax":
+    elif shown.get("function") == "softmax":
         text += (" A softmax over a row whose scores are all -inf is 0/0 = NaN: every query must keep at least one"
                  " key, itself (j <= i).")
-    elif origin.get("function") in _DIVISIONS:
+    elif shown.get("function") in _DIVISIONS:
         text += " That is a division by zero (0/0 is NaN, x/0 is inf)."
         if ex.causal and problem.position == 0:
             text += (" At position 0 the denominator sums only position 0 itself; it is 0 when position 0 is left"
                      + (" out: a mask must keep the diagonal (j <= i, not j < i)." if functions & _MASKS else
                         " out: the output at position t must include token t (update the state with k_t, v_t"
                         " before reading it)."))
-    elif origin.get("function") in ("exp", "exp_", "pow", "__pow__", "__rpow__"):
-        text += " exp overflows above about 709 in float64 and 88 in float32."
-    elif origin.get("function") in ("log", "log_"):
+    elif shown.get("function") in ("log", "log_"):
         text += " log(0) is -inf and the log of a negative number is NaN."
     if gates:
         text += (" Products of gates shrink fast, so dividing by one, or an exp that overflows, gives inf: work in"

@@ -65,7 +65,7 @@ def _finite(x):
     return all(not t.is_floating_point() or bool(torch.isfinite(t).all()) for t in _tensors(x))
 
 
-_NONFINITE = (("nan", torch.isnan), ("inf", torch.isinf))
+_NONFINITE = (("nan", torch.isnan), ("+inf", torch.isposinf), ("-inf", torch.isneginf))
 _IN_PLACE = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__"}
 
 
@@ -84,7 +84,7 @@ class TorchWatch(TorchFunctionMode):
         self.calls = 0
         self.functions = set()
         self.max_second_dim = 0
-        self.nonfinite = {}  # "inf" / "nan" -> where the first one was made from inputs without one
+        self.nonfinite = {}  # "nan" / "+inf" / "-inf" -> where the first one was made from inputs without one
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

@@ -215,3 +215,16 @@ def softmax_parallel_first_head_everywhere(q, k, v, scale=None):
         q, k = q[:, :1].expand_as(q), k[:, :1].expand_as(k)
     scores = (q @ k.mT * _scale(q, scale)).masked_fill(_future(q.shape[-2]), float("-inf"))
     return torch.softmax(scores, dim=-1) @ v
+
+
+@wrong("softmax_attention_parallel", "subtracts each row's maximum score before exp")
+def softmax_parallel_by_hand(q, k, v, scale=None):
+    scores = (q @ k.mT * _scale(q, scale)).masked_fill(_future(q.shape[-2]), float("-inf"))
+    weights = scores.exp()  # overflows for large scores: the maximum is not subtracted first
+    return weights / weights.sum(-1, keepdim=True) @ v
+
+
+@wrong("softmax_attention_step", "subtracts each row's maximum score before exp")
+def softmax_step_by_hand(q_t, k_cache, v_cache, scale=None):
+    weights = ((k_cache @ q_t.unsqueeze(-1)).squeeze(-1) * _scale(q_t, scale)).exp()
+    return (weights.unsqueeze(-2) @ v_cache).squeeze(-2) / weights.sum(-1, keepdim=True)

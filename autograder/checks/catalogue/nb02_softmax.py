@@ -37,7 +37,9 @@ def _attn_cases(gen, T=5):
     return [Case(small_qkv(), {"scale": 1.0}, "hand-checkable"),
             Case(qkv(gen, (), T, 4, 3)),
             Case(qkv(gen, (2,), T + 1, 3, 2, dtype=F32)),
-            Case(qkv(gen, (2, 3), T, 4, 5, dtype=F64, contiguous=False), {"scale": 0.4})]
+            Case(qkv(gen, (2, 3), T, 4, 5, dtype=F64, contiguous=False), {"scale": 0.4}),
+            # scores in the hundreds: exp overflows in float32 unless each row's maximum is subtracted first
+            Case(qkv(gen, (2,), T, 4, 3, dtype=F32), {"scale": 40.0}, "large scores")]
 
 
 def _attn_hidden(gen):
@@ -100,7 +102,9 @@ def _step_cases(gen):
             Case({"q_t": randn(gen, 4), "k_cache": randn(gen, 6, 4), "v_cache": randn(gen, 6, 3)}),
             # leading batch and head dims (k_cache.T passes [t, d] only), float32, non-contiguous caches
             Case({"q_t": randn(gen, 2, 3, 4, dtype=F32), "k_cache": strided(randn(gen, 2, 3, 5, 4, dtype=F32)),
-                  "v_cache": strided(randn(gen, 2, 3, 5, 6, dtype=F32))}, {"scale": 0.4})]
+                  "v_cache": strided(randn(gen, 2, 3, 5, 6, dtype=F32))}, {"scale": 0.4}),
+            Case({"q_t": randn(gen, 4, dtype=F32), "k_cache": randn(gen, 6, 4, dtype=F32),
+                  "v_cache": randn(gen, 6, 3, dtype=F32)}, {"scale": 40.0}, "large scores")]
 
 
 def _step_hidden(gen):
