@@ -103,13 +103,17 @@ def _shape_hint(expected, got):
     return ""
 
 
-def _dtype_hint(expected, got):
+def _dtype_hint(expected, got, input_dtypes=None):
     if expected.dtype == torch.bool:
         return (" A mask should be a bool tensor (True where a key is visible): build it with dtype=torch.bool"
                 " or from a comparison such as j <= i, not from 0/1 numbers.")
     if got.dtype == torch.bool:
         return " Boolean results are only right for masks; compute numbers here."
     if expected.is_floating_point() and got.is_floating_point():
+        if input_dtypes is not None and expected.dtype not in input_dtypes:  # plain numbers in, a tensor out
+            return (f" No input tensor has that dtype here (the arguments are numbers): create the tensor with"
+                    f" dtype={expected.dtype}, as the exercise asks (torch.zeros/ones/tensor/arange without"
+                    " dtype=... give float32 or int64).")
         return (f" The inputs are {expected.dtype}: you probably created a tensor with torch.zeros/torch.ones/"
                 "torch.tensor without dtype=..., which gives float32. Use torch.zeros_like(x), x.new_zeros(...)"
                 " or pass dtype=x.dtype.")
@@ -118,7 +122,7 @@ def _dtype_hint(expected, got):
     return ""
 
 
-def compare_tensor(expected, got, name="the result", time_dim=None, time_word="position"):
+def compare_tensor(expected, got, name="the result", time_dim=None, time_word="position", input_dtypes=None):
     if not isinstance(got, torch.Tensor):
         hint = ""
         if got is None:
@@ -135,7 +139,7 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
                                 f"{list(got.shape)}.{_shape_hint(expected, got)}")
     if got.dtype != expected.dtype:
         return Problem("dtype", f"{name} has the wrong dtype: expected {expected.dtype}, got {got.dtype}."
-                                f"{_dtype_hint(expected, got)}")
+                                f"{_dtype_hint(expected, got, input_dtypes)}")
     if expected.dtype == torch.bool or not expected.is_floating_point():
         bad = got != expected
         if bad.any():
@@ -170,10 +174,11 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
 
 
 def close(g, e, dtype):
-    """Elementwise agreement of two float64 tensors at the tolerance of `dtype`; infinities must match exactly."""
+    """Elementwise agreement of two float64 tensors at the tolerance of `dtype`; infinities must match exactly, and
+    NaN agrees with NaN (a named mistake that gives NaN is recognised by the NaN it gives)."""
     rtol, atol = tolerance(dtype)
     finite_ok = (g - e).abs() <= atol + rtol * e.abs()
-    return torch.where(torch.isfinite(e), finite_ok, g == e)
+    return torch.where(torch.isfinite(e), finite_ok, (g == e) | (torch.isnan(g) & torch.isnan(e)))
 
 
 def as_int(x):
@@ -219,10 +224,13 @@ def compare_list(expected, got, name="the result"):
     return None
 
 
-def compare(expected, got, names=None, time_dims=None, time_word="position", name="the result"):
-    """Compare a result of any of the course's kinds: tensor, int, list, or a tuple of those."""
+def compare(expected, got, names=None, time_dims=None, time_word="position", name="the result", input_dtypes=None):
+    """Compare a result of any of the course's kinds: tensor, int, list, or a tuple of those.
+
+    input_dtypes: the dtypes of the call's floating input tensors, if known (a dtype hint talks about them).
+    """
     if isinstance(expected, torch.Tensor):
-        return compare_tensor(expected, got, name, time_dims, time_word)
+        return compare_tensor(expected, got, name, time_dims, time_word, input_dtypes)
     if isinstance(expected, bool) or not isinstance(expected, (int, tuple, list)):
         raise TypeError(f"cannot compare results of type {type(expected).__name__}")
     if isinstance(expected, int):
@@ -238,7 +246,7 @@ def compare(expected, got, names=None, time_dims=None, time_word="position", nam
                                  f"({', '.join(names)}): wrong type.")
     time_dims = time_dims if isinstance(time_dims, (tuple, list)) else [time_dims] * len(expected)
     for e, g, part, td in zip(expected, got, names, time_dims):
-        sub = compare(e, g, None, td, time_word, part)
+        sub = compare(e, g, None, td, time_word, part, input_dtypes)
         if sub is not None:
             return sub
     return None

@@ -2,8 +2,9 @@
 
 Each module registers functions with `@wrong(exercise_id, phrase)`: the check of that exercise must reject
 the function with a message containing `phrase`, the name of the mistake class (say "upper triangle",
-"not normalized", "future tokens leak"). `hidden=True` marks mistakes only the held-out cases reveal
-(batch dimensions, float32, T not a multiple of the chunk).
+"not normalized", "future tokens leak"). Every entry must fail the VISIBLE check (tests/test_checks.py): a
+learner studying alone never sees the held-out cases. `hidden=True` is a leftover of entries that only the
+held-out cases revealed; such an entry is listed in test_checks.PENDING until the visible cases catch it.
 """
 import importlib
 import pkgutil
