@@ -288,3 +288,27 @@ def linear_chunk_always_maps(q, k, v, feature_map=None, normalize=True, scale=No
                              initial_state=None, output_final_state=False):
     return _linear_chunk(q, k, v, lambda x: feature_map(x), normalize, scale, eps, chunk_size, initial_state,
                          output_final_state)
+
+
+@wrong("gla_chunk", "builds a T x T matrix")
+def gla_chunk_is_the_parallel_form(q, k, v, g, scale=None, chunk_size=64, initial_state=None,
+                                   output_final_state=False):
+    """notebook 07's stable parallel form: right values, but a T x T x d_k tensor instead of C x C blocks."""
+    T = q.shape[-2]
+    b = g.cumsum(-2)
+    diff = _decay(b).masked_fill(~_lower(T).unsqueeze(-1), float("-inf"))
+    o = torch.einsum("...ic,...jc,...ijc->...ij", q * _scale(q, scale), k, diff.exp()) @ v
+    if initial_state is not None:
+        o = o + (q * _scale(q, scale) * b.exp()) @ initial_state
+    if not output_final_state:
+        return o
+    S = (k * (b[..., -1:, :] - b).exp()).mT @ v
+    return o, S if initial_state is None else S + b[..., -1, :, None].exp() * initial_state
+
+
+@wrong("retention_chunk", "builds a T x T matrix")
+def retention_chunk_one_block(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
+                              output_final_state=False):
+    """Right values from a single chunk of length T, whatever chunk_size says."""
+    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), q.shape[-2], initial_state=initial_state,
+                    output_final_state=output_final_state)

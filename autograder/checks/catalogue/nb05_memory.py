@@ -14,7 +14,9 @@ def _avg_cases(gen):
                  note="the first step"),
             Case({"mem": (3, torch.tensor([1.0, 1.0], dtype=F64), torch.tensor([2.0, 0.0, 1.0], dtype=F64)),
                   "k": torch.tensor([5.0, -3.0], dtype=F64), "v": torch.tensor([6.0, 4.0, 1.0], dtype=F64)},
-                 note="hand-checkable")]
+                 note="hand-checkable"),
+            Case({"mem": (4, randn(gen, 3, dtype=F32), randn(gen, 2, dtype=F32)), "k": randn(gen, 3, dtype=F32),
+                  "v": randn(gen, 2, dtype=F32)}, note="float32")]
 
 
 def _avg_hidden(gen):
@@ -57,7 +59,9 @@ def _window_cases(gen):
     full_k, full_v = randn(gen, 3, 2), randn(gen, 3, 3)
     return [Case({"mem": (keys, values), "k": k, "v": v, "size": 3}, note="an empty window"),
             Case({"mem": (full_k[:2], full_v[:2]), "k": k, "v": v, "size": 3}, note="not yet full"),
-            Case({"mem": (full_k, full_v), "k": k, "v": v, "size": 3}, note="a full window")]
+            Case({"mem": (full_k, full_v), "k": k, "v": v, "size": 3}, note="a full window"),
+            Case({"mem": (randn(gen, 1, 2, dtype=F32), randn(gen, 1, 3, dtype=F32)), "k": randn(gen, 2, dtype=F32),
+                  "v": randn(gen, 3, dtype=F32), "size": 1}, note="a window of one pair, float32")]
 
 
 def _window_hidden(gen):
@@ -145,7 +149,7 @@ EXERCISES = [
     exercise(memory.linear_scan_sequential, _scan_cases, _scan_hidden, points=2, causal=True,
              seq_inputs={"a": 0, "b": 0}, time_dims=0, time_word="step",
              mistakes=_scan_mistakes(memory.linear_scan_sequential), answers=SCANS,
-             structure=(calls_grow_with_steps("S_t = a_t * S_{t-1} + b_t, one t after the other"),)),
+             structure=(calls_grow_with_steps("S_t = a_t * S_{t-1} + b_t, one t after the other", factor=16),)),
     exercise(memory.linear_scan_parallel, _scan_cases, _scan_hidden, points=3, causal=True,
              seq_inputs={"a": 0, "b": 0}, time_dims=0, time_word="step",
              mistakes=_scan_mistakes(memory.linear_scan_parallel), answers=SCANS,

@@ -27,6 +27,7 @@ from ..cases import (
     undecayed_carry,
     with_gates,
 )
+from ..structure import Rule, no_square_matrix, seq_len
 from .nb03_linear import _la_mistakes, _la_state_hidden
 from .nb06_retnet import _ret_factors, _ret_mistakes, _ret_state_hidden, _retention_via_core, state_mistakes
 from .nb07_gla import EXP_BEFORE_MASK, _exp_then_mask, _gla_mistakes, _gla_state_hidden
@@ -242,6 +243,16 @@ def _chunk_core_state(fn):
     return cases
 
 
+def _no_full_matrix():
+    """The chunked forms never build a T x T matrix: C x C blocks inside the chunks, a d_k x d_v state between."""
+    rule = no_square_matrix(why="the chunkwise form needs only a C x C block per chunk (chunk_size C < T here) and"
+                                " the d_k x d_v state carried between chunks")
+
+    def verdict(case, obs):
+        return rule.verdict(case, obs) if case.options["chunk_size"] < seq_len(case) else None
+    return (Rule(verdict),)
+
+
 def _core_factors(case):
     scale = case.options.get("scale", 1.0)
     return {scale: "the scale is applied twice", 1 / scale: "the scale is missing"}
@@ -252,20 +263,22 @@ EXERCISES = [
              seq_inputs={"q": -2, "k": -2, "b": -2}, mistakes=_ics_mistakes(), answers=(chunk.intra_chunk_scores,)),
     exercise(chunk.chunk_gated_linear_attention, _chunk_visible(chunk.chunk_gated_linear_attention),
              _chunk_state_hidden(chunk.chunk_gated_linear_attention, _chunk_core_state), points=3, causal=True,
-             seq_inputs=GLA_SEQ, factors=_core_factors, mistakes=_chunk_core_mistakes(), answers=LINEAR_FORMS),
+             seq_inputs=GLA_SEQ, factors=_core_factors, mistakes=_chunk_core_mistakes(), answers=LINEAR_FORMS,
+             structure=_no_full_matrix()),
     exercise(linear_attention.linear_attention_chunk, _chunk_visible(linear_attention.linear_attention_chunk),
              _chunk_la_hidden, points=3, causal=True, seq_inputs=ATTN_SEQ, factors=scale_factors,
              mistakes=_chunk_mistakes(linear_attention.linear_attention_chunk, ATTN_SEQ) + _la_chunk_mistakes()
-             + _la_mistakes(linear_attention.linear_attention_chunk), answers=LINEAR_FORMS),
+             + _la_mistakes(linear_attention.linear_attention_chunk), answers=LINEAR_FORMS,
+             structure=_no_full_matrix()),
     exercise(retnet.retention_chunk, _chunk_visible(retnet.retention_chunk),
              _chunk_state_hidden(retnet.retention_chunk, _ret_state_hidden), points=3, causal=True,
              seq_inputs=ATTN_SEQ, factors=_ret_factors,
              mistakes=_chunk_mistakes(retnet.retention_chunk, ATTN_SEQ, _retention_as_core)
              + (Mistake("the log-gate of retention is log(gamma) at every step; gamma itself was used, so every step"
                         " multiplies by exp(gamma) > 1 instead of gamma < 1", _gamma_not_log),)
-             + _ret_mistakes(retnet.retention_chunk), answers=LINEAR_FORMS),
+             + _ret_mistakes(retnet.retention_chunk), answers=LINEAR_FORMS, structure=_no_full_matrix()),
     exercise(gla.gla_chunk, _chunk_visible(gla.gla_chunk), _chunk_state_hidden(gla.gla_chunk, _gla_state_hidden),
              points=3, causal=True, seq_inputs=GLA_SEQ, factors=scale_factors,
              mistakes=_chunk_mistakes(gla.gla_chunk, GLA_SEQ, _gla_as_core) + _gla_mistakes(gla.gla_chunk),
-             answers=LINEAR_FORMS),
+             answers=LINEAR_FORMS, structure=_no_full_matrix()),
 ]
