@@ -225,3 +225,23 @@ def retention_recurrent_is_parallel(q, k, v, gamma, scale=None, initial_state=No
     weights = (g ** (T - 1 - torch.arange(T, dtype=q.dtype))).unsqueeze(-1)
     S = (k * weights).mT @ v + (g ** T) * (0 if initial_state is None else initial_state)
     return o, S
+
+
+@wrong("retention_recurrent", "read before it is updated")
+def retention_recurrent_reads_first(q, k, v, gamma, scale=None, initial_state=None, output_final_state=False):
+    q = q * _scale(q, scale)
+    g = torch.as_tensor(_gamma(gamma), dtype=q.dtype)
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if initial_state is None else initial_state
+    out = []
+    for t in range(q.shape[-2]):
+        out.append((q[..., t, None, :] @ S).squeeze(-2))  # read S_{t-1}, then update
+        S = g * S + k[..., t, :, None] * v[..., t, None, :]
+    o = torch.stack(out, -2)
+    return (o, S) if output_final_state else o
+
+
+@wrong("retention_parallel", "q and k are swapped")
+def retention_parallel_k_q(q, k, v, gamma, scale=None):
+    d = _distance(q.shape[-2]).to(q.dtype)
+    D = torch.where(d >= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** d.clamp(min=0), 0.0)
+    return ((k @ q.mT) * _scale(q, scale) * D) @ v

@@ -183,3 +183,23 @@ def gla_recurrent_is_parallel(q, k, v, g, scale=None, initial_state=None, output
     if initial_state is not None:
         S = S + b[..., -1, :, None].exp() * initial_state
     return o, S
+
+
+@wrong("gla_recurrent", "read before it is updated")
+def gla_recurrent_reads_first(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if initial_state is None else initial_state
+    out = []
+    for t in range(q.shape[-2]):
+        out.append((q[..., t, None, :] * scale @ S).squeeze(-2))  # read S_{t-1}, then update
+        S = g[..., t, :, None].exp() * S + k[..., t, :, None] * v[..., t, None, :]
+    o = torch.stack(out, -2)
+    return (o, S) if output_final_state else o
+
+
+@wrong("gla_parallel", "q and k are swapped")
+def gla_parallel_k_q(q, k, v, g, scale=None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    b = g.cumsum(-2)
+    diff = (b.unsqueeze(-2) - b.unsqueeze(-3)).masked_fill(~_causal(q.shape[-2]).unsqueeze(-1), float("-inf"))
+    return torch.einsum("...ic,...jc,...ijc->...ij", k * scale, q, diff.exp()) @ v

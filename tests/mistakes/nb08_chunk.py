@@ -312,3 +312,19 @@ def retention_chunk_one_block(q, k, v, gamma, scale=None, chunk_size=64, initial
     """Right values from a single chunk of length T, whatever chunk_size says."""
     return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), q.shape[-2], initial_state=initial_state,
                     output_final_state=output_final_state)
+
+
+@wrong("intra_chunk_scores", "q and k are swapped")
+def scores_k_q_transposed(q, k, b=None):
+    C = q.shape[-2]
+    if b is None:
+        return (k @ q.mT).tril()  # K Q^T: row i holds k_i . q_j
+    diff = _decay(b).masked_fill(~_lower(C).unsqueeze(-1), float("-inf"))
+    return torch.einsum("...ic,...jc,...ijc->...ij", k, q, diff.exp())
+
+
+@wrong("linear_attention_chunk", "scale goes after the feature map")
+def linear_chunk_maps_scaled_queries(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64,
+                                     initial_state=None, output_final_state=False):
+    q = q * _scale(q, scale)  # phi(q * scale) instead of phi(q) * scale
+    return _linear_chunk(q, k, v, feature_map, normalize, 1.0, eps, chunk_size, initial_state, output_final_state)

@@ -98,6 +98,30 @@ def state_mistakes(fn):
     )
 
 
+def read_before_update(fn):
+    """o_t = scale * q_t S_{t-1}: the state read before k_t^T v_t is added (the final state is still right)."""
+    def make(c):
+        q, S0 = c.inputs["q"], c.options.get("initial_state")
+        q_next = torch.cat([q[..., 1:, :], torch.zeros_like(q[..., :1, :])], dim=-2)
+        shifted = fn(**{**c.inputs, "q": q_next}, **output_only(c))  # row t - 1 holds q_t S_{t-1}
+        first = torch.zeros_like(shifted[..., :1, :]) if S0 is None else (q[..., :1, :] * scale_of(c)) @ S0
+        o = torch.cat([first.to(shifted.dtype), shifted[..., :-1, :]], dim=-2)
+        return (o, call(fn, c)[1]) if c.options.get("output_final_state") else o
+    return make
+
+
+SWAPPED = ("q and k are swapped: the score of query i and key j is q_i . k_j (Q K^T, one row per query), not"
+           " k_i . q_j (K Q^T)")
+
+
+def swapped_qk(fn):
+    return Mistake(SWAPPED, lambda c: call(fn, c, q=c.inputs["k"], k=c.inputs["q"]))
+
+
+READ_BEFORE = ("the state is read before it is updated: o_t = scale * q_t S_t reads the state after k_t^T v_t is"
+               " added, so token t sees itself; reading first gives q_t S_{t-1} (and o_0 = 0 from a zero state)")
+
+
 def _decay_times_mask(T, gamma, dtype=F64):
     """gamma^(i-j) for every pair times the 0/1 causal mask: NaN where the power overflowed above the diagonal."""
     i = torch.arange(T, dtype=dtype)
@@ -173,6 +197,7 @@ def _ret_mistakes(fn):
         return make
 
     return (
+        swapped_qk(fn),
         Mistake(SIGN, lambda c: None if _no_decay(c) else _retention_via_core(c, -torch.as_tensor(
             c.inputs["gamma"], dtype=c.inputs["q"].dtype).log())),
         Mistake("the gamma exponent is off by one: D_ij = gamma^(i-j), the newest token weighs gamma^0 = 1",
@@ -218,6 +243,7 @@ EXERCISES = [
              answers=LINEAR_FORMS),
     exercise(retnet.retention_recurrent, _ret_state_cases, _ret_state_hidden(retnet.retention_recurrent), points=2,
              causal=True, seq_inputs=ATTN_SEQ, factors=_ret_factors,
-             mistakes=state_mistakes(retnet.retention_recurrent) + _ret_mistakes(retnet.retention_recurrent),
+             mistakes=state_mistakes(retnet.retention_recurrent) + _ret_mistakes(retnet.retention_recurrent)
+             + (Mistake(READ_BEFORE, read_before_update(retnet.retention_recurrent)),),
              answers=LINEAR_FORMS, structure=(calls_grow_with_length(ONE_STEP),)),
 ]

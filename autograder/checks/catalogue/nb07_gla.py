@@ -23,7 +23,7 @@ from ..cases import (
     with_gates,
 )
 from ..structure import calls_grow_with_length
-from .nb06_retnet import state_mistakes
+from .nb06_retnet import READ_BEFORE, read_before_update, state_mistakes, swapped_qk
 
 
 def _gates_cases(gen):
@@ -108,6 +108,7 @@ def _gla_state_hidden(fn):
 
 def _gla_mistakes(fn):
     return (
+        swapped_qk(fn),
         Mistake("the log-gates are used as gates: g = log(alpha) <= 0, so the decay is exp(g), not g itself"
                 " (stay in log space: exp(b_i - b_j))", gates_as_alpha),
         Mistake("the gates are ignored: each step must decay the old state by alpha_t = exp(g_t)",
@@ -151,7 +152,8 @@ EXERCISES = [
              answers=(gla.gla_gates,), time_word="token"),
     exercise(gla.gla_recurrent, _gla_state_cases, _gla_state_hidden(gla.gla_recurrent), points=3, causal=True,
              seq_inputs=GLA_SEQ, factors=scale_factors,
-             mistakes=state_mistakes(gla.gla_recurrent) + _gla_mistakes(gla.gla_recurrent), answers=LINEAR_FORMS,
+             mistakes=state_mistakes(gla.gla_recurrent) + _gla_mistakes(gla.gla_recurrent)
+             + (Mistake(READ_BEFORE, read_before_update(gla.gla_recurrent)),), answers=LINEAR_FORMS,
              structure=(calls_grow_with_length("update the state once per token, S_t = Diag(exp(g_t)) S_{t-1} +"
                                                " k_t^T v_t, and read o_t = scale * q_t S_t", names=tuple("qkvg")),)),
     exercise(gla.gla_parallel, _gla_parallel_cases, _gla_hidden, points=3, causal=True, seq_inputs=GLA_SEQ,

@@ -29,7 +29,15 @@ from ..cases import (
 )
 from ..structure import Rule, no_square_matrix, seq_len
 from .nb03_linear import _la_mistakes, _la_state_hidden
-from .nb06_retnet import _ret_factors, _ret_mistakes, _ret_state_hidden, _retention_via_core, state_mistakes
+from .nb06_retnet import (
+    SWAPPED,
+    _ret_factors,
+    _ret_mistakes,
+    _ret_state_hidden,
+    _retention_via_core,
+    state_mistakes,
+    swapped_qk,
+)
 from .nb07_gla import EXP_BEFORE_MASK, _exp_then_mask, _gla_mistakes, _gla_state_hidden
 
 
@@ -71,6 +79,7 @@ def _ics_mistakes():
         return A * lower if multiply else A.masked_fill(~lower, 0.0)
 
     return (
+        Mistake(SWAPPED, lambda c: call(ics, c, q=c.inputs["k"], k=c.inputs["q"])),
         Mistake(EXP_BEFORE_MASK, lambda c: None if c.inputs["b"] is None else _exp_then_mask(**c.inputs)),
         Mistake(FACTORED, lambda c: factored(c, True)),
         Mistake(FACTORED, lambda c: factored(c, False)),
@@ -187,8 +196,14 @@ def _chunk_mistakes(fn, seq, gated_inputs=None):
 
 def _la_chunk_mistakes():
     fn = linear_attention.linear_attention_chunk
+    def map_after_scale(c):
+        if c.options.get("feature_map") is None:
+            return None
+        return call(fn, c, q=c.inputs["q"] * scale_of(c), scale=1.0)
+
     return (Mistake("eps is ignored: the denominator is q'_i . nu_i + eps",
-                    lambda c: call(fn, c, eps=0.0) if c.options.get("eps") else None),)
+                    lambda c: call(fn, c, eps=0.0) if c.options.get("eps") else None),
+            Mistake("the scale goes after the feature map: q' = phi(q) * scale, not phi(q * scale)", map_after_scale))
 
 
 def _gamma_not_log(case):
@@ -218,6 +233,7 @@ def _gla_as_core(case):
 def _chunk_core_mistakes():
     core = chunk.chunk_gated_linear_attention
     return _chunk_mistakes(core, GLA_SEQ, _as_core) + (
+        swapped_qk(core),
         Mistake("the gates are ignored: the state and the scores must decay by exp(g)",
                 lambda c: None if c.inputs.get("g") is None else call(core, c, g=None)),
     )
