@@ -93,7 +93,8 @@ def _scan_cases(gen):
     return [Case({"a": torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=F64), "b": torch.tensor([1.0, 2.0, 3.0, 4.0],
                                                                                          dtype=F64)},
                  note="hand-checkable"),
-            Case({"a": torch.rand(6, 3, generator=gen, dtype=F64), "b": randn(gen, 6, 3)}),
+            Case({"a": torch.rand(6, 3, generator=gen, dtype=F64).to(F32), "b": strided(randn(gen, 6, 3, dtype=F32))},
+                 note="float32, b non-contiguous"),
             Case({"a": torch.rand(5, 1, 1, generator=gen, dtype=F64), "b": randn(gen, 5, 2, 3)}),
             Case({"a": torch.rand(6, 2, 1, generator=gen, dtype=F64), "b": randn(gen, 6, 2, 3)},
                  {"initial": randn(gen, 2, 3)}, "from a given state S_{-1} = initial")]

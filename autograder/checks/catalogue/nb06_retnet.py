@@ -145,7 +145,7 @@ def _gammas_mistakes():
 def _ret_cases(gen):
     s = small_qkv()
     return [Case({**s, "gamma": 0.5}, {"scale": 1.0}, "hand-checkable"),
-            Case({**qkv(gen, (), 6, 4, 3), "gamma": 0.9}),
+            Case({**qkv(gen, (), 6, 4, 3, contiguous=False), "gamma": 0.9}, note="non-contiguous inputs"),
             Case({**qkv(gen, (2, 3), 5, 4, 4, dtype=F32), "gamma": torch.tensor([0.6, 0.8, 0.95], dtype=F64)},
                  note="one gamma per head")]
 

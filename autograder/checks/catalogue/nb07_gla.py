@@ -27,7 +27,8 @@ from .nb06_retnet import READ_BEFORE, read_before_update, state_mistakes, swappe
 
 
 def _gates_cases(gen):
-    return [Case({"x": randn(gen, 5, 6), "w_down": randn(gen, 6, 2), "w_up": randn(gen, 2, 4), "bias": randn(gen, 4)}),
+    return [Case({"x": strided(randn(gen, 5, 6)), "w_down": randn(gen, 6, 2), "w_up": randn(gen, 2, 4),
+                  "bias": randn(gen, 4)}, note="x non-contiguous"),
             Case({"x": randn(gen, 3, 4, 8, dtype=F32), "w_down": randn(gen, 8, 2, dtype=F32),
                   "w_up": randn(gen, 2, 3, dtype=F32), "bias": randn(gen, 3, dtype=F32)}, {"tau": 4.0}),
             Case({"x": randn(gen, 4, 5, dtype=F32), "w_down": randn(gen, 5, 2, dtype=F32),
@@ -69,7 +70,8 @@ def _gla_cases(gen):
     s = small_qkv()
     g = torch.tensor([[-0.5, -1.0], [-1.0, 0.0], [-0.5, -0.5]], dtype=F64)
     return [Case({**s, "g": g}, {"scale": 1.0}, "hand-checkable"),
-            Case(with_gates(gen, qkv(gen, (), 6, 4, 3))),
+            Case({n: strided(x) for n, x in with_gates(gen, qkv(gen, (), 6, 4, 3)).items()},
+                 note="non-contiguous inputs"),
             Case(with_gates(gen, qkv(gen, (2, 2), 5, 3, 3, dtype=F32)))]
 
 

@@ -46,8 +46,8 @@ def _ics_cases(gen):
     b = torch.tensor([[-0.5], [-1.0], [-2.0]], dtype=F64)
     return [Case({"q": s["q"], "k": s["k"], "b": None}, note="no decay, hand-checkable"),
             Case({"q": s["q"], "k": s["k"], "b": b}, note="scalar decay, hand-checkable"),
-            Case({"q": randn(gen, 4, 3), "k": randn(gen, 4, 3), "b": log_gates(gen, 4, 3).cumsum(0)},
-                 note="per-dimension gates"),
+            Case({"q": strided(randn(gen, 4, 3)), "k": strided(randn(gen, 4, 3)), "b": log_gates(gen, 4, 3).cumsum(0)},
+                 note="per-dimension gates, q and k non-contiguous"),
             Case({"q": randn(gen, 2, 32, 3, dtype=F32), "k": randn(gen, 2, 32, 3, dtype=F32),
                   "b": torch.full((2, 32, 3), -3.0).cumsum(-2)},
                  note="strong gates in float32: b falls to -96, exp(-b) and exp(b_i - b_j) for j > i overflow")]
@@ -159,7 +159,8 @@ def _chunk_cases(gen, fn):
         gla.gla_chunk: lambda n: {},
     }[fn]
     shapes = [((), 8, 4, 3, 4), ((), 7, 3, 4, 3), ((2,), 5, 4, 4, 8)]
-    return [Case(extra(qkv(gen, lead, T, dk, dv), n), {**options(n), "chunk_size": C}, f"T={T}, chunk_size={C}")
+    return [Case(extra(qkv(gen, lead, T, dk, dv, contiguous=n != 1), n), {**options(n), "chunk_size": C},
+                 f"T={T}, chunk_size={C}" + ("" if n != 1 else ", non-contiguous"))
             for n, (lead, T, dk, dv, C) in enumerate(shapes)]
 
 
