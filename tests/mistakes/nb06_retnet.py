@@ -245,3 +245,24 @@ def retention_parallel_k_q(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2]).to(q.dtype)
     D = torch.where(d >= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** d.clamp(min=0), 0.0)
     return ((k @ q.mT) * _scale(q, scale) * D) @ v
+
+
+@wrong("retention_recurrent", "rounded to float32")
+def retention_recurrent_float32_gamma(q, k, v, gamma, scale=None, initial_state=None, output_final_state=False):
+    g = torch.as_tensor(gamma)  # float32 for a Python float: 0.9 becomes 0.89999998
+    g = g.view(-1, 1, 1) if g.ndim else g
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if initial_state is None else initial_state
+    out = []
+    for t in range(q.shape[-2]):
+        S = g * S + k[..., t, :, None] * v[..., t, None, :]
+        out.append(_scale(q, scale) * (q[..., t, None, :] @ S).squeeze(-2))
+    o = torch.stack(out, -2)
+    return (o, S) if output_final_state else o
+
+
+@wrong("decay_mask", "rounded to float32")
+def decay_mask_float32_gamma(T, gamma):
+    g = torch.tensor(gamma) if not isinstance(gamma, torch.Tensor) else gamma  # a float32 scalar tensor
+    d = _distance(T)
+    g = g.view(-1, 1, 1) if g.ndim else g
+    return torch.where(d >= 0, g ** d.clamp(min=0), 0.0)

@@ -328,3 +328,12 @@ def linear_chunk_maps_scaled_queries(q, k, v, feature_map=None, normalize=True, 
                                      initial_state=None, output_final_state=False):
     q = q * _scale(q, scale)  # phi(q * scale) instead of phi(q) * scale
     return _linear_chunk(q, k, v, feature_map, normalize, 1.0, eps, chunk_size, initial_state, output_final_state)
+
+
+@wrong("retention_chunk", "rounded to float32")
+def retention_chunk_float32_log_gamma(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
+                                      output_final_state=False):
+    g = torch.as_tensor(gamma).log()  # float32 for a Python float, then promoted: log(0.8) off by 1e-8
+    g = (g.view(-1, 1, 1) if g.ndim else g) * torch.ones_like(q[..., :1])
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+                    output_final_state=output_final_state)

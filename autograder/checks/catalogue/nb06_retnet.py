@@ -47,7 +47,7 @@ def _decay_mistakes():
         return gamma_like(c, i) ** (i.view(-1, 1) - i.view(1, -1)).abs()
 
     mask = ref.decay_mask
-    return (
+    return float32_gamma(mask, mask=True) + (
         Mistake(OVERFLOW, lambda c: _decay_times_mask(c.inputs["T"], c.inputs["gamma"])),
         Mistake(SIGN, lambda c: None if _no_decay(c) else _inverse(mask(**c.inputs))),
         Mistake("the gamma exponent is off by one: D_ij = gamma^(i-j), so the diagonal is gamma^0 = 1",
@@ -116,6 +116,29 @@ SWAPPED = ("q and k are swapped: the score of query i and key j is q_i . k_j (Q 
 
 def swapped_qk(fn):
     return Mistake(SWAPPED, lambda c: call(fn, c, q=c.inputs["k"], k=c.inputs["q"]))
+
+
+FLOAT32_GAMMA = ("gamma was rounded to float32 on the way: torch.tensor(0.9) and torch.as_tensor(0.9) are float32"
+                 " unless told otherwise, and 0.9 becomes 0.89999998. Build it in q's dtype:"
+                 " torch.as_tensor(gamma, dtype=q.dtype)")
+
+
+def _float32_gamma(c, log=False):
+    """The case's gamma as float32 would hold it (log=True: its log taken in float32 too), or None if exact."""
+    gamma = torch.as_tensor(c.inputs["gamma"], dtype=F64)
+    rounded = gamma.float().log().double().exp() if log else gamma.float().double()
+    if torch.equal(rounded, gamma) or (rounded > 1).any():
+        return None
+    return rounded if isinstance(c.inputs["gamma"], torch.Tensor) else rounded.item()
+
+
+def float32_gamma(fn, mask=False):
+    def make(log):
+        def alternative(c):
+            gamma = _float32_gamma(c, log)
+            return None if gamma is None else call(fn, c, gamma=gamma)
+        return alternative
+    return (Mistake(FLOAT32_GAMMA, make(False)),) + (() if mask else (Mistake(FLOAT32_GAMMA, make(True)),))
 
 
 READ_BEFORE = ("the state is read before it is updated: o_t = scale * q_t S_t reads the state after k_t^T v_t is"
@@ -196,7 +219,7 @@ def _ret_mistakes(fn):
             return o * gamma_like(c, o) ** power
         return make
 
-    return (
+    return float32_gamma(fn) + (
         swapped_qk(fn),
         Mistake(SIGN, lambda c: None if _no_decay(c) else _retention_via_core(c, -torch.as_tensor(
             c.inputs["gamma"], dtype=c.inputs["q"].dtype).log())),
