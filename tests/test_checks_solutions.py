@@ -195,7 +195,8 @@ def retention_recurrent(q, k, v, gamma, scale=None):
 
 
 def gla_gates(x, w_down, w_up, bias, tau=16.0):
-    return -F.softplus(-(x @ w_down @ w_up + bias)) / tau  # log(sigmoid(z)) = -log(1 + exp(-z)), without rounding
+    z = x @ w_down @ w_up + bias
+    return -torch.nn.functional.softplus(-z) / tau  # log(sigmoid(z)) = -log(1 + exp(-z)), without rounding
 
 
 def gla_recurrent(q, k, v, g, scale=None):
