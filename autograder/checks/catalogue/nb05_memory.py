@@ -16,7 +16,9 @@ def _avg_cases(gen):
                   "k": torch.tensor([5.0, -3.0], dtype=F64), "v": torch.tensor([6.0, 4.0, 1.0], dtype=F64)},
                  note="hand-checkable"),
             Case({"mem": (4, randn(gen, 3, dtype=F32), randn(gen, 2, dtype=F32)), "k": randn(gen, 3, dtype=F32),
-                  "v": randn(gen, 2, dtype=F32)}, note="float32")]
+                  "v": randn(gen, 2, dtype=F32)}, note="float32"),
+            Case({"mem": (2, randn(gen, 2, 3), randn(gen, 2, 4)), "k": randn(gen, 2, 3), "v": randn(gen, 2, 4)},
+                 note="two memories at once (a leading batch dimension)")]
 
 
 def _avg_hidden(gen):

@@ -139,7 +139,8 @@ def _chunk_extra(gen, fn):
             Case(x, {**base, "normalize": True, "initial_state": (mu, nu), "output_final_state": True},
                  "from a saved state (mu, nu)"),
             Case(x, {**base, "normalize": False, "initial_state": mu, "output_final_state": True},
-                 "from a saved state mu, not normalized")]
+                 "from a saved state mu, not normalized"),
+            Case(qkv(gen, (), 6, 3, 2, dtype=F32), {"feature_map": ref.elu_plus_one, "chunk_size": 4}, "float32")]
 
 
 def _chunk_cases(gen, fn):
