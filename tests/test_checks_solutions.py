@@ -171,12 +171,11 @@ def linear_scan_parallel(a, b, initial=None):
 
 
 def decay_mask(T, gamma):
-    g = gamma.view(-1, 1, 1) if isinstance(gamma, torch.Tensor) else torch.tensor(gamma, dtype=torch.float64)
-    D = torch.zeros(*g.shape[:-2], T, T, dtype=torch.float64)
-    for i in range(T):
-        for j in range(i + 1):
-            D[..., i, j] = (g ** (i - j))[..., 0, 0] if g.ndim else g ** (i - j)
-    return D
+    """In log space: exp((i - j) log gamma) below the diagonal; the distance clamped at 0 so nothing overflows."""
+    log_g = torch.as_tensor(gamma, dtype=torch.float64).log()
+    log_g = log_g.view(-1, 1, 1) if log_g.ndim else log_g
+    i = torch.arange(T, dtype=torch.float64)
+    return ((i[:, None] - i[None, :]).clamp(min=0) * log_g).exp().tril()
 
 
 def multiscale_gammas(n_heads):
@@ -199,7 +198,8 @@ def retention_recurrent(q, k, v, gamma, scale=None):
 
 
 def gla_gates(x, w_down, w_up, bias, tau=16.0):
-    return torch.log(torch.sigmoid(x @ w_down @ w_up + bias)) / tau
+    z = x @ w_down @ w_up + bias
+    return -torch.nn.functional.softplus(-z) / tau  # log(sigmoid(z)) = -log(1 + exp(-z)), without rounding
 
 
 def gla_recurrent(q, k, v, g, scale=None):
@@ -249,7 +249,7 @@ def chunk_gated_linear_attention(q, k, v, g=None, scale=1.0, chunk_size=64, init
 
 
 def linear_attention_chunk(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
-    qp, kp = feature_map(q), feature_map(k)
+    qp, kp = (q, k) if feature_map is None else (feature_map(q), feature_map(k))
     num = chunk_gated_linear_attention(qp, kp, v, None, _scale(q, scale), chunk_size)
     if not normalize:
         return num

@@ -398,9 +398,16 @@ def named_mistake(ex, case, got):
             alternative = mistake.make(case)
         except Exception:  # a mistake that does not apply to this case
             continue
-        if alternative is not None and matches(alternative, got):
+        if alternative is not None and matches(_nan_marked(alternative), _nan_marked(got)):
             return mistake.message
     return None
+
+
+def _nan_marked(x):
+    """NaN replaced by a marker value: a mistake that gives NaN (inf * 0) is recognised by where its NaNs are."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x.nan_to_num(nan=-7.25e7, posinf=float("inf"), neginf=float("-inf"))
+    return type(x)(_nan_marked(e) for e in x) if isinstance(x, (tuple, list)) else x
 
 
 def explain(ex, case, expected, obs, problem):

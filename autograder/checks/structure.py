@@ -182,3 +182,60 @@ def calls_grow_with_length(per_token, factor=4, names=("q", "k", "v"), name="q")
                     f" {per_token}.")
         return None
     return Rule(verdict, probes)
+
+
+def repeated(case, factor, names, dim):
+    """The case with the inputs `names` repeated `factor` times along `dim` (their time axis)."""
+    from .cases import Case
+    inputs = {n: (torch.cat([x] * factor, dim=dim) if n in names and isinstance(x, torch.Tensor) else x)
+              for n, x in case.inputs.items()}
+    return Case(inputs, dict(case.options), case.note)
+
+
+def _extra_calls(case, obs, key, variant):
+    """How many more torch calls the run on the longer variant made (None when it did not run)."""
+    other = obs.probe(key, variant)
+    if other is None or not other.ran:
+        return None
+    return other.facts.get("calls", 0) - obs.facts.get("calls", 0)
+
+
+def calls_grow_with_steps(per_step, factor=4, names=("a", "b"), dim=0):
+    """Step by step along any time axis `dim`: at least one more torch call per extra step (see
+    calls_grow_with_length, which lengthens along -2)."""
+    def probes(case):
+        return {f"steps:{factor}": repeated(case, factor, names, dim)}
+
+    def verdict(case, obs):
+        (key, variant), = probes(case).items()
+        T = case.inputs[names[-1]].shape[dim]
+        grown = _extra_calls(case, obs, key, variant)
+        if grown is not None and grown < (factor - 1) * T:
+            return (f"your function does not work step by step: {factor} times the sequence length ({T} -> "
+                    f"{factor * T} steps) costs only {grown} more torch calls. The exercise is the loop: {per_step}.")
+        return None
+    return Rule(verdict, probes)
+
+
+def calls_grow_like_log_length(rounds, factor=64, names=("a", "b"), dim=0):
+    """Log depth: a sequence `factor` times longer adds about log2(factor) rounds of whole-tensor work, far fewer
+    torch calls than extra steps; a loop over the steps makes at least one call per step.
+
+    rounds: what the message asks for, e.g. "ceil(log2 T) rounds, each one whole-tensor operation over all t".
+    Judged on cases with T >= 4.
+    """
+    def probes(case):
+        return {f"log:{factor}": repeated(case, factor, names, dim)}
+
+    def verdict(case, obs):
+        (key, variant), = probes(case).items()
+        T = case.inputs[names[-1]].shape[dim]
+        if T < 4:  # a few steps: the rounds added by the longer probe cost as many calls as the steps
+            return None
+        grown = _extra_calls(case, obs, key, variant)
+        if grown is not None and grown >= (factor - 1) * T:
+            return (f"your function works step by step: {factor} times the sequence length ({T} -> {factor * T}"
+                    f" steps) costs {grown} more torch calls, at least one per extra step, where a parallel scan adds"
+                    f" only about log2({factor}) = {factor.bit_length() - 1} rounds. The exercise is {rounds}.")
+        return None
+    return Rule(verdict, probes)
