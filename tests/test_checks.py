@@ -166,23 +166,11 @@ def test_bank_has_three_wrong_answers_per_exercise():
 
 
 # A learner studying alone never sees the held-out cases, so every wrong answer must fail the VISIBLE check.
-# Entries of notebooks whose visible cases are still being extended fail only the held-out check for now:
-# they are listed here, by id, and checked with the held-out cases until they move out of the list.
-PENDING = {
-    "decay_mask:decay_mask_scalar_only",  # 06: per-head gamma in the visible cases
-    "gla_parallel:gla_parallel_naive",  # 07: strong float32 gates in the visible cases
-}
-
-
-def test_pending_entries_are_in_the_bank():
-    assert PENDING <= {w.id for w in BANK}, PENDING - {w.id for w in BANK}
-
-
 @pytest.mark.parametrize("wrong", BANK, ids=[w.id for w in BANK])
 def test_wrong_answer_fails_the_visible_check_with_its_diagnosis(wrong, capfd):
-    message = failure(wrong.exercise, wrong.fn, hidden=wrong.id in PENDING)
+    message = failure(wrong.exercise, wrong.fn)
     assert message.startswith(f"{wrong.exercise}: "), message
-    assert wrong.id in PENDING or "visible case" in message, message
+    assert "visible case" in message, message
     assert wrong.phrase in message, message
     assert capfd.readouterr() == ("", ""), "nothing may reach stdout or stderr"
 

@@ -62,9 +62,3 @@ def test_right_answer_with_compensating_off_by_ones_passes(fn):
     """b_i = i log(gamma) reads the state one gamma short and stores each key one gamma long: the same output."""
     check("retention_triton", fn)
     check("retention_triton", fn, hidden=True)
-
-
-def test_triton_bank_fails_the_visible_check():
-    """A learner who passes every visible check gets full marks: no slip of the bank waits for a held-out case."""
-    import mistakes
-    assert not [w.id for w in mistakes.load() if w.exercise in bank.CORRECT and w.hidden]

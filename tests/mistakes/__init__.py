@@ -3,8 +3,7 @@
 Each module registers functions with `@wrong(exercise_id, phrase)`: the check of that exercise must reject
 the function with a message containing `phrase`, the name of the mistake class (say "upper triangle",
 "not normalized", "future tokens leak"). Every entry must fail the VISIBLE check (tests/test_checks.py): a
-learner studying alone never sees the held-out cases. `hidden=True` is a leftover of entries that only the
-held-out cases revealed; such an entry is listed in test_checks.PENDING until the visible cases catch it.
+learner studying alone never sees the held-out cases.
 """
 import importlib
 import pkgutil
@@ -16,7 +15,6 @@ class WrongAnswer:
     exercise: str
     phrase: str
     fn: object
-    hidden: bool = False
 
     @property
     def id(self):
@@ -26,9 +24,9 @@ class WrongAnswer:
 BANK = []
 
 
-def wrong(exercise, phrase, hidden=False):
+def wrong(exercise, phrase):
     def register(fn):
-        BANK.append(WrongAnswer(exercise, phrase, fn, hidden))
+        BANK.append(WrongAnswer(exercise, phrase, fn))
         return fn
     return register
 
