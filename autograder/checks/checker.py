@@ -11,6 +11,7 @@ A check is two steps, so that the verdict can be reached outside the learner's p
 """
 import contextlib
 import difflib
+import importlib.util
 import inspect
 import traceback
 import warnings
@@ -22,12 +23,21 @@ import torch
 from .cases import GATE_INPUTS, Case, output_only
 from .compare import close, compare, matches
 from .exercises import EXERCISES
+from .memory_guard import OutOfBounds, guard
 from .observation import Observation
 from .sandbox import BoundedBuffer, clone_tree, code_objects, mutated_inputs, run_watched
 from .structure import TorchWatch
 
+
+def _triton_dir():
+    """Triton's folder (its interpreter's frames are not the learner's code), found without importing triton: the
+    notebook must set TRITON_INTERPRET before triton is first imported."""
+    spec = importlib.util.find_spec("triton")
+    return str(Path(spec.origin).parent) if spec and spec.origin else "\0"
+
+
 _FORBIDDEN = {name: code_objects(ex.answers) for name, ex in EXERCISES.items()}
-_NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent))
+_NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent), _triton_dir())
 OUTPUT_SHOWN = 800  # characters of the learner's own printed output repeated in a failure message
 
 
@@ -90,6 +100,8 @@ def _not_attempted(err):
 def _error_message(ex, err):
     if _not_attempted(err):
         return "not attempted yet: replace `raise NotImplementedError()` with your code."
+    if isinstance(err, OutOfBounds):  # stopped before it touched memory: a tutor's message already
+        return f"your kernel made {err.what}{_where(err)}: {err.fix}."
     text = f"your function raised {type(err).__name__}: {err}{_where(err)}."
     if isinstance(err, TypeError) and ("argument" in str(err)):
         text += (f" The check calls it like the reference, {ex.name}{inspect.signature(ex.reference)}:"
@@ -281,7 +293,7 @@ def _run(ex, fn, case):
     """One watched call of fn on copies of the case's inputs, as an Observation (without probes)."""
     inputs, options = clone_tree(case.inputs), clone_tree(case.options)
     watch = TorchWatch()
-    with watch:
+    with watch, guard():  # a Triton kernel's stray load or store stops with a message, never a crash
         run = run_watched(fn, list(inputs.values()), options, _FORBIDDEN[ex.name])
     obs = Observation(result=run.result, forbidden=run.forbidden, output=run.output, facts=watch.facts())
     if run.error is not None:

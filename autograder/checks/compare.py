@@ -57,6 +57,23 @@ def fmt(x):
     return f"{x:.6g}" if isinstance(x, float) else repr(x)
 
 
+def distinct(e, g):
+    """'0.1145880012, got 0.1145880234': both numbers with as many digits as it takes to tell them apart."""
+    digits = 6
+    while f"{e:.{digits}g}" == f"{g:.{digits}g}" and digits < 17:
+        digits += 1
+    return f"{e:.{digits}g}, got {g:.{digits}g}"
+
+
+def _precision_hint(err, e, dtype):
+    """A float64 result off by about float32's rounding: a float32 tensor somewhere in the computation."""
+    scale = e.abs().max().item() if e.numel() else 0.0
+    if dtype == torch.float64 and scale > 0 and err <= 1e-5 * scale:
+        return (" An error this small is float32 rounding (about 1e-7 of the values): the inputs are float64, so"
+                " keep every tensor you make in float64 (dtype=x.dtype, torch.zeros_like(x)).")
+    return ""
+
+
 def position_words(index, time_dim, ndim, time_word):
     """'at index (0, 2, 1), position i=2' for a tensor whose time axis is time_dim."""
     words = f"at index {tuple(index)}"
@@ -142,10 +159,13 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
         index = bad.nonzero()[0].tolist()
         rtol, atol = tolerance(expected.dtype)
         err = (g - e).abs()[bad].nan_to_num(float("inf")).max().item()
+        ev, gv = e[tuple(index)].item(), g[tuple(index)].item()
         return Problem("values", f"{name} has wrong values: first {position_words(index, time_dim, g.ndim, time_word)}"
-                                 f" expected {fmt(e[tuple(index)].item())}, got {fmt(g[tuple(index)].item())};"
-                                 f" {int(bad.sum())} of {bad.numel()} entries are off, the largest error is {err:.3g}"
-                                 f" (allowed: {atol:g} + {rtol:g} * |expected|).")
+                                 f" expected {distinct(ev, gv)}, off by {abs(gv - ev):.2g} where"
+                                 f" {atol + rtol * abs(ev):.2g} is allowed; {int(bad.sum())} of {bad.numel()}"
+                                 f" entries are off, the largest error is {err:.3g} (allowed: {atol:g} + {rtol:g} *"
+                                 " |expected|)."
+                                 f"{_precision_hint(err, e, expected.dtype)}")
     return None
 
 
