@@ -7,6 +7,7 @@ the chunked forms of linear attention, retention and GLA, with gradients from to
 As in Zoology and Based, each mixer first applies a short causal convolution (3 tokens) to its input, so every
 model can see the previous token; what then differs between them is how they recall across the sequence.
 """
+import contextlib
 import math
 import os
 import time
@@ -43,7 +44,7 @@ def sequence_mixer(q, k, v, kind, g=None, chunk_size=16):
     if kind == "linear":
         return linear_attention_chunk(q, k, v, feature_map=elu_plus_one, chunk_size=chunk_size)
     if kind == "retnet":
-        return retention_chunk(q, k, v, multiscale_gammas(q.shape[-3]), chunk_size=chunk_size)
+        return retention_chunk(q, k, v, multiscale_gammas(q.shape[-3]).to(q.device), chunk_size=chunk_size)
     if g is None:
         raise ValueError("the gla mixer needs the log-gates g")
     return gla_chunk(q, k, v, g, chunk_size=chunk_size)
@@ -150,15 +151,14 @@ class TinyLM(nn.Module):
         return sum(block.mixer.state_size(seq_len) for block in self.blocks)
 
 
-# The experiment of notebook 10 and benchmarks/capstone_mqar.py. FULL stops a model after 600 steps or 50 s,
+# The experiment of notebook 10 and benchmarks/capstone_mqar.py. FULL stops a model after 600 steps or 45 s,
 # whichever comes first (on a busy 2-core CPU the time cap can decide; benchmarks/capstone_mqar.py lifts it).
 # FAST (LINATTN_FAST=1, set by the tests and grading) only shows that everything runs and the loss falls.
 # On a GPU, raise seq_len, train_pairs and steps.
 FULL = {"vocab_size": 64, "seq_len": 32, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_key": 4,
-        "train_pairs": (2, 4, 6, 8, 10), "steps": 600, "batch_size": 32, "lr": 3e-3, "max_seconds": 50.0,
+        "train_pairs": (2, 4, 6, 8, 10), "steps": 600, "batch_size": 32, "lr": 3e-3, "max_seconds": 45.0,
         "feature_dims": (2, 4, 8, 16), "eval_seqs": 256}
-FAST = {**FULL, "train_pairs": (2, 4), "steps": 16, "batch_size": 8, "max_seconds": None, "feature_dims": (2, 8),
-        "eval_seqs": 32}
+FAST = {**FULL, "train_pairs": (2, 4), "steps": 16, "batch_size": 8, "max_seconds": None, "eval_seqs": 32}
 
 
 def settings():
@@ -190,12 +190,25 @@ def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@contextlib.contextmanager
+def one_cpu_thread(device):
+    """Run torch on one thread on the CPU. The matrices are tiny: one thread is as fast, and on a busy machine the
+    idle threads of torch's pool, spinning, made a training step up to ten times slower."""
+    threads = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def evaluate(model, n_pairs, n_seqs=256, vocab_size=128, seq_len=64, seed=10_000):
     """Accuracy on held-out sequences (fixed seed, never used in training) with n_pairs pairs, all queried."""
     device = next(model.parameters()).device
     inputs, targets = mqar.mqar_batch(n_seqs, n_pairs, n_pairs, vocab_size, seq_len, seed + n_pairs)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), one_cpu_thread(device):
         logits = model(inputs.to(device))
     model.train()
     return mqar.accuracy(logits.cpu(), targets)
@@ -207,9 +220,15 @@ def train_mqar(model, pair_counts=(4, 8, 12, 16), steps=2000, batch_size=64, lr=
     short warm-up and a cosine decay. Stops after `steps` or `max_seconds`. Shows a tqdm bar (on stderr) with the
     loss and the accuracy of the last batch. Returns {"loss": [...], "accuracy": [...], "seconds", "steps"}.
     """
+    device = next(model.parameters()).device
+    with one_cpu_thread(device):
+        return _train(model, device, pair_counts, steps, batch_size, lr, vocab_size, seq_len, seed, max_seconds,
+                      progress)
+
+
+def _train(model, device, pair_counts, steps, batch_size, lr, vocab_size, seq_len, seed, max_seconds, progress):
     from tqdm.auto import tqdm
 
-    device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
