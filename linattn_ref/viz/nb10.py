@@ -52,11 +52,11 @@ def plot_recall_view(n_pairs=8, d_key=4, query=0, seed=0):
     pairs = range(n_pairs)
     colors = ["C2" if i == query else "0.6" for i in pairs]
     soft_ax.bar(pairs, view["softmax"].numpy(), color=colors)
-    soft_ax.set_title(f"softmax attention: weight on each pair (query asks for pair {query})")
+    soft_ax.set_title(f"softmax attention: weight on each pair (query: pair {query})")
     soft_ax.set_ylim(0, 1.02)
     lin_ax.bar(pairs, view["linear"].numpy(), color=colors)
     lin_ax.axhline(0, color="k", lw=0.5)
-    lin_ax.set_title(f"linear state, d_key = {d_key}: q S, each pair's share (crosstalk {view['crosstalk']:.2f})")
+    lin_ax.set_title(f"linear state q S, d_key = {d_key} (crosstalk {view['crosstalk']:.2f})")
     for ax in (soft_ax, lin_ax):
         ax.set_xlabel("pair i (green: the right answer)")
     soft_ax.set_ylabel("weight")
