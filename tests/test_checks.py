@@ -37,6 +37,7 @@ CONTRACT = {
     # cases are float32 only (the CPU interpreter; GPU kernels), right answers come from the bank's CORRECT.
     "09": ("row_sum_triton", "matmul_triton", "intra_chunk_triton", "linear_attention_triton", "retention_triton",
            "gla_triton"),
+    "10": ("mqar_layout", "mqar_batch", "sequence_mixer", "state_size"),
 }
 TRITON = set(CONTRACT["09"])
 VISIBLE_SECONDS = 1.0  # a visible check must take well under this on a laptop

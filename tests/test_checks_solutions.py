@@ -11,7 +11,7 @@ import torch
 from autograder.checks import check
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mistakes import nb09_triton  # noqa: E402  (the bank also holds right answers to notebook 09)
+from mistakes import nb09_triton, nb10_capstone  # noqa: E402  (the bank also holds right answers to 09 and 10)
 
 
 def _phi(feature_map, x):
@@ -270,6 +270,7 @@ def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_
 SOLUTIONS = {name: fn for name, fn in globals().items() if callable(fn) and not name.startswith("_")
              and getattr(fn, "__module__", None) == __name__}
 SOLUTIONS.update(nb09_triton.CORRECT)  # the Triton kernels, written differently from the notebook's
+SOLUTIONS.update(nb10_capstone.CORRECT)
 
 
 def test_every_exercise_has_an_alternative_solution():
