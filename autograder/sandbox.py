@@ -154,6 +154,14 @@ class Cgroup:
             return None
         return None
 
+    @classmethod
+    def usable(cls):
+        """Whether this machine gives the grader cgroups to limit notebooks with."""
+        cgroup = cls.create(256, 64)
+        if cgroup:
+            cgroup.remove()
+        return cgroup is not None
+
     def join(self):
         """Move the calling process in (run in the kernel's process before it starts: Popen's preexec_fn)."""
         for d in self.dirs:
