@@ -3,13 +3,16 @@ every careless student is graded, the batch finishes, and nothing outside the st
 
 Each attack is the code a student would write, put in cells of its own into a solution notebook (its exact score:
 full marks, the attack gained nothing and cost nothing) or into the untouched learner notebook (its exact score:
-0, the attack found nothing to copy and forged nothing). Attacks that would break out write marker files and leave
-marker processes; the test looks for both afterwards.
+0, the attack found nothing to copy and forged nothing). Attacks are grouped into a few students (each notebook
+graded costs ~15 s): the thief, the vandal, the hog, the sleeper, the careless student and the classmate they aim
+at. Attacks that would break out write marker files and leave marker processes; the test looks for both after.
 """
 import hashlib
 import io
+import json
 import os
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,7 +21,7 @@ import nbformat
 import pytest
 from test_grading import NB00, NB01, autograded_max, cell, learner, read_csv, source, write
 
-from autograder import grading
+from autograder import grading, sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 15  # s per cell
@@ -170,52 +173,41 @@ def hostile_class(folder, out):
         expected[name] = score
 
     first_check = "causal_mask_check"
-    student("solution", source(NB01), full)  # the classmate the forger tries to zero
-    student("forger", with_cells(learner(NB01), [forge(out)], before=first_check), 0)
-    student("rewriter", with_cells(learner(NB01), [REWRITE_CHECKER], before=first_check), 0)
-    student("reader", with_cells(learner(NB01), [steal([f"{REPO}/solutions/**/*.ipynb", "/**/solutions/**/*.ipynb"])],
-                                 before=first_check), 0)
-    student("copier", with_cells(learner(NB01), [steal([f"{out}/submitted/*/{NB01}/*.ipynb", "../*/*.ipynb",
-                                                        "../../*/*/*.ipynb"])], before=first_check), 0)
-    student("killer", with_cells(source(NB01), [KILL], before=first_check), full)
-    student("survivor", with_cells(source(NB01), [SURVIVE, plant([REPO, REPO / "autograder/checks", out,
-                                                                  out / "submitted", "/tmp", "/root"])]), full)
-    fd2 = source(NB01)
-    cell(fd2, "causal_mask").source += FD2_WRAPPER
-    student("fd2", fd2, full)
-    student("flood", with_cells(source(NB01), [BIG_DISPLAY, BIG_RESULT], before=first_check), full)
-    student("children", with_cells(source(NB01), [MEMORY_CHILDREN], before=first_check), full)
+    # the classmate the thief tries to zero, in a folder whose name is not UTF-8, next to a file whose name is not
+    odd = folder / os.fsdecode(b"caf\xe9")
+    write(source(NB01), odd / rel)
+    (odd / NB01 / os.fsdecode(b"notes \xff.ipynb")).write_text("{}")
+    expected["caf_"] = full
+    # forges grades, rewrites the checker, runs the solutions and a classmate's notebook: none is there to find
+    attacks = [forge(out), REWRITE_CHECKER, steal([f"{REPO}/solutions/*/*.ipynb", "/course/../solutions/*/*.ipynb",
+                                                   "../../solutions/*/*.ipynb"]),
+               steal([f"{out}/submitted/*/{NB01}/*.ipynb", "../*/*.ipynb", "../../*/*/*.ipynb"])]
+    student("thief", with_cells(learner(NB01), attacks, before=first_check), 0)
+    (folder / "thief" / NB01 / "timestamp.txt").write_bytes(b"\xff\xfe not a date")
+    # kills what it can see, leaves survivors and files behind, writes to fd 2 while its answer is checked
+    vandal = with_cells(source(NB01), [KILL, SURVIVE, plant([REPO, REPO / "autograder/checks", out,
+                                                            out / "submitted", "/tmp", "/root"])], before=first_check)
+    cell(vandal, "causal_mask").source += FD2_WRAPPER
+    student("vandal", vandal, full)
+    student("hog", with_cells(source(NB01), [BIG_DISPLAY, BIG_RESULT, MEMORY_CHILDREN], before=first_check), full)
     # sleeping cells replayed at every restart by four stubborn ones: past the budget, the first check's point stays
     sleeper = with_cells(source(NB01), ["import time\ntime.sleep(4)"] * 3 + [STUBBORN] * 4, before="cell-07")
     student("sleeper", sleeper, sol_points(sol, [first_check]))
 
-    # careless students: graded, with a report line each
-    copied = source(NB01)
-    copied.cells.append(next(c for c in source(NB00).cells if c.metadata.get("nbgrader", {}).get("grade")))
-    student("copied", copied, full)
-    duplicated = source(NB01)
-    twin = nbformat.v4.new_code_cell(cell(duplicated, "qk_pairs_check").source)
-    twin.metadata = dict(cell(duplicated, "qk_pairs_check").metadata)
-    duplicated.cells.append(twin)
-    student("duplicated", duplicated, full)
-    reflagged = source(NB01)
-    cell(reflagged, "causal_mask").metadata.nbgrader["solution"] = False
-    cell(reflagged, "qk_pairs_check").metadata.nbgrader["grade"] = False
-    student("reflagged", reflagged, full)
-    student("badstamp", source(NB01), full)
-    (folder / "badstamp" / NB01 / "timestamp.txt").write_bytes(b"\xff\xfe not a date")
-
-    # broken archives and names
-    notebook = nbformat.writes(sol).encode()
-    zipped(folder / "crcstamp.zip", {rel: notebook, f"{NB01}/timestamp.txt": "2025-03-14 09:26:53 UTC" * 4})
-    corrupt(folder / "crcstamp.zip", f"{NB01}/timestamp.txt")
-    expected["crcstamp"] = full
-    zipped(folder / "crcnotebook.zip", {rel: notebook})
+    # careless: a cell copied from notebook 00, a duplicated test cell, changed flags, a timestamp with a bad CRC
+    careless = source(NB01)
+    careless.cells.append(next(c for c in source(NB00).cells if c.metadata.get("nbgrader", {}).get("grade")))
+    twin = nbformat.v4.new_code_cell(cell(careless, "qk_pairs_check").source)
+    twin.metadata = dict(cell(careless, "qk_pairs_check").metadata)
+    careless.cells.append(twin)
+    cell(careless, "causal_mask").metadata.nbgrader["solution"] = False
+    cell(careless, "qk_pairs_check").metadata.nbgrader["grade"] = False
+    zipped(folder / "careless.zip", {rel: nbformat.writes(careless).encode(),
+                                     f"{NB01}/timestamp.txt": "2025-03-14 09:26:53 UTC" * 4})
+    corrupt(folder / "careless.zip", f"{NB01}/timestamp.txt")
+    expected["careless"] = full
+    zipped(folder / "crcnotebook.zip", {rel: nbformat.writes(sol).encode()})
     corrupt(folder / "crcnotebook.zip", rel)
-    odd = folder / os.fsdecode(b"caf\xe9")  # a folder name that is not UTF-8
-    write(source(NB01), odd / rel)
-    (odd / NB01 / os.fsdecode(b"notes \xff.ipynb")).write_text("{}")
-    expected["caf_"] = full
     return expected
 
 
@@ -284,35 +276,71 @@ def test_no_process_outlives_the_run(hostile_run):
 
 def test_outputs_of_every_kind_are_cut(hostile_run):
     _, _, out, _, _, _ = hostile_run
-    path = out / "autograded" / "flood" / NB01 / f"{NB01}.ipynb"
+    path = out / "autograded" / "hog" / NB01 / f"{NB01}.ipynb"
     assert path.stat().st_size < 3_000_000
     kept = [o.get("data", {}).get("text/plain", "") for c in nbformat.read(path, as_version=4).cells
             if c.cell_type == "code" for o in c.outputs if o.output_type in ("display_data", "execute_result")]
     assert any("display data of 30.0 MB: ... output truncated" in t for t in kept)
     assert any("execute result of 20.0 MB: ... output truncated" in t for t in kept)
-    assert (out / "feedback" / "flood" / NB01 / f"{NB01}.html").stat().st_size < 5_000_000
+    assert (out / "feedback" / "hog" / NB01 / f"{NB01}.html").stat().st_size < 5_000_000
 
 
 def test_memory_is_bounded_for_the_notebook_as_a_whole(hostile_run):
     _, _, out, _, _, _ = hostile_run
-    nb = nbformat.read(out / "autograded" / "children" / NB01 / f"{NB01}.ipynb", as_version=4)
+    nb = nbformat.read(out / "autograded" / "hog" / NB01 / f"{NB01}.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "children exited with [-9" in text  # 3 x 1.5 GB does not fit in 2 GB: at least one was killed
 
 
 @pytest.mark.parametrize("line", [
-    "sleeper: 01_causal_masks: cell cell-", "used up its wall-clock budget",
-    "copied: 01_causal_masks: cell 'scores_shape_check' is not a graded cell of this notebook",
-    "duplicated: 01_causal_masks: a second copy of cell qk_pairs_check: ignored",
-    "reflagged: 01_causal_masks: cell causal_mask: its nbgrader flags were changed",
-    "reflagged: 01_causal_masks: cell qk_pairs_check: its nbgrader flags were changed",
-    "badstamp: 01_causal_masks: badstamp/01_causal_masks/timestamp.txt is not text; graded without a timestamp",
-    "crcstamp: 01_causal_masks: crcstamp.zip:01_causal_masks/timestamp.txt could not be read as a date (BadZipFile",
+    "sleeper: 01_causal_masks: cell", "the notebook used up its wall-clock budget (the points above stay)",
+    "careless: 01_causal_masks: cell 'scores_shape_check' is not a graded cell of this notebook",
+    "careless: 01_causal_masks: a second copy of cell qk_pairs_check: ignored",
+    "careless: 01_causal_masks: cell causal_mask: its nbgrader flags were changed",
+    "careless: 01_causal_masks: cell qk_pairs_check: its nbgrader flags were changed",
+    "careless: 01_causal_masks: careless.zip:01_causal_masks/timestamp.txt could not be read as a date (BadZipFile",
+    "thief: 01_causal_masks: thief/01_causal_masks/timestamp.txt is not text; graded without a timestamp",
     "crcnotebook: 01_causal_masks: crcnotebook.zip:01_causal_masks/01_causal_masks.ipynb could not be read",
     "caf\\xe9: graded as student 'caf_'",
-    "caf_: caf\\xe9/01_causal_masks/notes \\xff.ipynb",
+    "caf\\xe9/01_causal_masks/notes \\xff.ipynb); graded caf\\xe9/01_causal_masks/01_causal_masks.ipynb",
 ])
 def test_careless_and_broken_files_are_report_lines(hostile_run, line):
     _, printed, out, _, _, _ = hostile_run
     assert line in (out / "report.txt").read_text(), printed
     assert line in printed
+
+
+def test_the_sandbox_shows_only_its_view(tmp_path):
+    """What a kernel sees, asked directly (no grading run): the course package without answer keys, read-only;
+    a writable home and exchange folder; nothing of the repository, the solutions or the instructor's home."""
+    home, runtime, exchange = tmp_path / "home", tmp_path / "run", tmp_path / "exchange"
+    for d in (home, runtime, exchange):
+        d.mkdir()
+    probe = f"""
+import os, json
+def writable(path):
+    try:
+        open(os.path.join(path, 'probe'), 'w').close()
+        return True
+    except OSError:
+        return False
+print(json.dumps({{'uid': os.getuid(), 'keys': os.listdir('/course/autograder/checks/answer_keys'),
+    'repo': os.path.exists({str(REPO)!r} + '/solutions') or os.path.exists({str(REPO)!r} + '/tests'),
+    'root_home': sorted(os.listdir('/root')), 'course_rw': writable('/course/autograder/checks'),
+    'home_rw': writable(os.getcwd()), 'exchange': os.environ.get('AUTOGRADER_EXCHANGE'),
+    'exchange_rw': writable(os.environ['AUTOGRADER_EXCHANGE']), 'ppid': os.getppid()}}))
+"""
+    proc = subprocess.run([*sandbox.bwrap_args(home, runtime, exchange), sys.executable, "-c", probe],
+                          capture_output=True, text=True, timeout=120)
+    seen = json.loads(proc.stdout)
+    assert seen["uid"] == 65534 and seen["ppid"] == 1
+    assert seen["keys"] == [] and not seen["repo"] and not seen["course_rw"]
+    assert seen["root_home"] in ([], [".pyenv"])  # only the interpreter, where it lives under /root
+    assert seen["home_rw"] and seen["exchange_rw"] and seen["exchange"] == str(exchange)
+    assert (exchange / "probe").exists() and (home / "probe").exists()
+
+
+def test_grade_stops_when_bubblewrap_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(grading.GradingError, match="apt-get install bubblewrap.*--no-sandbox"):
+        grading.grade(tmp_path, tmp_path / "out", stream=io.StringIO())
