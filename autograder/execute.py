@@ -42,7 +42,6 @@ def error_output(ename, evalue):
 class ResilientExecute(Execute):
     """nbgrader's Execute that loses one cell, not the notebook, when the kernel dies or hangs (see above)."""
 
-    kernel_manager_class = SandboxKernelManager
     sandbox = Bool(True, help="Run kernels in the bubblewrap sandbox (autograder.sandbox).").tag(config=True)
     exchange_dir = Unicode("", help="Host folder bound read-write into the sandbox at its own path and exported"
                            " to the kernel as AUTOGRADER_EXCHANGE ('' = none).").tag(config=True)
@@ -61,6 +60,10 @@ class ResilientExecute(Execute):
         config=True)
     max_kernel_losses = Integer(5, help="Cells that may lose the kernel before the rest is not run.").tag(
         config=True)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)  # before nbgrader's AsyncKernelManager
+        super().__init__(**kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
         NotebookClient.__init__(self, nb, km)
