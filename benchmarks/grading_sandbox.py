@@ -46,12 +46,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
-    runs = {"sandboxed": [], "unsandboxed": []}
+    runs, load = {"sandboxed": [], "unsandboxed": []}, [os.getloadavg()[0]]
     for _ in range(args.repeats):
         for name in runs:
             seconds, status, graded, autograde = one_run(name == "sandboxed")
             assert status == 0 and graded == len(ops.assignments()), (name, status, graded)
             runs[name].append({"seconds": round(seconds, 1), "autograde_seconds": round(autograde, 1)})
+            load.append(os.getloadavg()[0])
             print(f"{name}: {seconds:.1f} s ({autograde:.1f} s in autograde)", flush=True)
     mean = {name: statistics.mean(r["seconds"] for r in rs) for name, rs in runs.items()}
     ratio = mean["sandboxed"] / mean["unsandboxed"]
@@ -60,12 +61,13 @@ def main():
               "what": "one submission of all ten solution notebooks, grade --jobs 1, whole run (collect to export)",
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "runs": runs, "mean_seconds": {k: round(v, 1) for k, v in mean.items()}, "ratio": round(ratio, 3),
-              "allowed_ratio": ALLOWED}
+              "allowed_ratio": ALLOWED, "load_average_1min": [round(x, 1) for x in load]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "grading_sandbox.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "grading_sandbox.md").write_text(
         "# Cost of the grading sandbox\n\n"
-        f"`{result['command']}`\n\n{result['what']}; {result['machine']} (shared, 2 cores).\n\n"
+        f"`{result['command']}`\n\n{result['what']}; {result['machine']}; load average (1 min) before and after"
+        f" each run: {', '.join(map(str, result['load_average_1min']))}.\n\n"
         "| kernels | runs (s) | mean (s) |\n|---|---|---|\n"
         + "".join(f"| {name} | {', '.join(str(r['seconds']) for r in rs)} | {mean[name]:.1f} |\n"
                   for name, rs in runs.items())
