@@ -25,7 +25,7 @@ from autograder import grading, sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 15  # s per cell
-WALL_BUDGET = 100  # s per notebook: the sleeper's stubborn cells need more than this (see sleeper below)
+WALL_BUDGET = 70  # s per notebook: the sleeper's stubborn cells need more than this (see sleeper below)
 MARK = "hostile-mark-7f3a"  # in the name of every file an attack writes and the command line of every survivor
 
 
