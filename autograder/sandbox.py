@@ -24,14 +24,17 @@ channel for inputs and outputs that are checked outside the kernel. `linattn_ref
 tree the sandbox shows. With `sandboxed = False` (grade --no-sandbox) the kernel runs as the grader, with the
 same cgroup limits, the same fd-2 rule and AUTOGRADER_EXCHANGE.
 """
+import ctypes
 import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -196,8 +199,21 @@ class Cgroup:
                 pass
 
 
-def _limit_process(cgroup, address_space, file_size):
+def _die_with_parent(parent):
+    """SIGKILL this process when the process that started it ends, however it ends (Linux PR_SET_PDEATHSIG), also
+    when it ended before this line ran (bwrap's own --die-with-parent misses that race: a leaked kernel was seen
+    after a worker died while starting one)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _limit_process(parent, cgroup, address_space, file_size):
     """Run in the kernel's process just before it starts (Popen's preexec_fn): limits every process below it."""
+    _die_with_parent(parent)
     if cgroup:
         cgroup.join()
     if address_space:
@@ -253,8 +269,8 @@ class SandboxKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         self.log_file = open(self.runtime / "kernel.log", "ab")  # the kernel's fd 1 and 2 (capped by FSIZE)
         kw.update(stdout=self.log_file, stderr=self.log_file,
-                  preexec_fn=lambda: _limit_process(self.cgroup, self.memory_limit_mb * 2**20,
-                                                    self.max_file_mb * 2**20))
+                  preexec_fn=partial(_limit_process, os.getpid(), self.cgroup, self.memory_limit_mb * 2**20,
+                                     self.max_file_mb * 2**20))
         if self.exchange_dir and not self.sandboxed:
             kw["env"] = {**kw.get("env", os.environ), "AUTOGRADER_EXCHANGE": self.exchange_dir}
         try:

@@ -22,6 +22,7 @@ import pytest
 from test_grading import NB00, NB01, autograded_max, cell, learner, read_csv, source, write
 
 from autograder import grading, sandbox
+from autograder import nbgrader_ops as ops
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 15  # s per cell
@@ -344,3 +345,31 @@ def test_grade_stops_when_bubblewrap_is_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     with pytest.raises(grading.GradingError, match="apt-get install bubblewrap.*--no-sandbox"):
         grading.grade(tmp_path, tmp_path / "out", stream=io.StringIO())
+
+
+def test_a_kernel_dies_with_the_process_that_started_it(tmp_path):
+    """A worker killed outright (SIGKILL, no clean-up) takes its sandboxed kernel and everything in it along."""
+    assert marked_processes() == []
+    half = len(MARK) // 2  # the mark is put together in the kernel: only its child's command line holds it whole
+    cell_source = ("import subprocess, sys, time\n"
+                   f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)  # {MARK[:half]}'"
+                   f" + '{MARK[half:]}'])\ntime.sleep(120)")
+    script = f"""
+import nbformat
+from autograder.execute import ResilientExecute
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell({cell_source!r})])
+nb.metadata["kernelspec"] = {{"name": "python3", "display_name": "Python 3", "language": "python"}}
+ResilientExecute(timeout=200).preprocess(nb, {{"metadata": {{"path": {str(tmp_path)!r}}}}})
+"""
+    starter = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=ops.nbgrader_env())
+    deadline = time.monotonic() + 120
+    while not marked_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marked_processes(), "the kernel never started"
+    starter.kill()
+    starter.wait()
+    for _ in range(50):
+        if not marked_processes():
+            break
+        time.sleep(0.1)
+    assert marked_processes() == []
