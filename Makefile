@@ -9,6 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: setup lab test clean
 
 setup: $(STAMP)
+	@sh autograder/install_bubblewrap.sh
 	@sh tests/browser/install_chromium.sh
 
 # Re-runs only when the dependency pins change. torch is installed first, pinned, so pip takes the

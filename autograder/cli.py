@@ -34,8 +34,11 @@ def release(args):
 def grade(args):
     from .grading import grade
 
+    if args.no_sandbox:
+        print("warning: --no-sandbox: student code runs with the grader's rights (it can read solutions/ and change"
+              " grades); use it only for trusted code", file=sys.stderr)
     return grade(args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_limit,
-                 force=args.force)
+                 force=args.force, sandbox=not args.no_sandbox, wall_budget=args.wall_budget)
 
 
 def progress(args):
@@ -69,14 +72,22 @@ def parser():
                             " hand grading: only changed submissions are graded again, hand-entered scores stay, and"
                             " feedback is regenerated where grades changed. Exit status 1 if a submission could not"
                             " be graded by the machinery (it is retried next run); problems with students' files are"
-                            " reported, not fatal.")
+                            " reported, not fatal. Each student kernel runs in a bubblewrap sandbox (see"
+                            " docs/instructors.md); where bubblewrap cannot run, grade stops and says how to enable"
+                            " it.")
     g.add_argument("submissions", help="folder of student folders or zips, or an nbgrader course root")
     g.add_argument("--out", required=True, help="the grading folder (created if missing)")
     g.add_argument("--jobs", type=int, default=None, help="notebooks graded side by side (default: CPU count)")
     g.add_argument("--timeout", type=int, default=None,
                    help=f"seconds a cell may run (default: the course's c.Execute.timeout, {ops.CELL_TIMEOUT})")
     g.add_argument("--memory-limit", type=int, default=4096, metavar="MB",
-                   help="address space a student's kernel may use, in MiB (default: %(default)s; 0: no limit)")
+                   help="memory a student's notebook may use, all its processes together, in MiB (default:"
+                   " %(default)s; 0: no limit)")
+    g.add_argument("--wall-budget", type=int, default=None, metavar="S",
+                   help="seconds one notebook may take, kernel restarts included (default: 10 x the cell timeout)")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run student kernels without the bubblewrap sandbox, with the grader's rights (reported"
+                   " loudly; only for trusted code)")
     g.add_argument("--force", action="store_true", help="grade every submission again, changed or not")
     g.set_defaults(run=grade)
 

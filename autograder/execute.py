@@ -9,12 +9,16 @@ nbgrader 0.9.6 on its own:
 
 ResilientExecute gives the cell that lost the kernel an error output (so it scores 0), starts a new kernel,
 replays the cells above it that ran cleanly (their outputs discarded) to rebuild the state, and goes on with
-the next cell. The kernel runs under an address-space limit, so a memory bomb meets a MemoryError instead of
-the machine's OOM killer, and each cell's printed text is capped.
+the next cell. Replays make a notebook's cost grow with its restarts, so the notebook has a wall-clock budget
+(wall_budget): past it, no cell runs (the points earned so far stay) and a running cell is stopped.
+
+Kernels are started by autograder.sandbox.SandboxKernelManager: in a bubblewrap sandbox (unless sandbox is
+False), with limits on the memory and processes of the notebook as a whole, and with the kernel's own fd 2 kept
+out of the notebook. Every kind of output is capped per cell (streams, displays, results, errors), with a marker
+saying what was cut.
 """
 import copy
-import resource
-import subprocess
+import json
 import time
 from queue import Empty
 
@@ -23,9 +27,13 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, Unicode
+
+from .sandbox import REPO, SandboxKernelManager
 
 KERNEL_LOST = (DeadKernelError, CellTimeoutError)
+INCIDENTS = ("CellTimeoutError", "DeadKernelError", "NotRun", "WallBudget")  # enames of the errors written here
+CUT = "... output truncated by the autograder ..."
 POLL_SLICE_S = 0.5  # longest wait on a kernel socket before looking again for a message that is already there
 
 
@@ -57,12 +65,6 @@ def fix_lost_wakeups():
 
     get_msg.sliced, get_msg.__wrapped__ = True, original
     AsyncZMQSocketChannel.get_msg = get_msg
-INCIDENTS = ("CellTimeoutError", "DeadKernelError", "NotRun")  # enames of the errors written here
-
-
-def _limit_address_space(limit_bytes):
-    """Run in the kernel's process just before it starts (Popen's preexec_fn)."""
-    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
 
 def error_output(ename, evalue):
@@ -72,18 +74,36 @@ def error_output(ename, evalue):
 class ResilientExecute(Execute):
     """nbgrader's Execute that loses one cell, not the notebook, when the kernel dies or hangs (see above)."""
 
-    memory_limit_mb = Integer(4096, help="Address-space limit of the kernel in MiB (0: none).").tag(config=True)
-    max_output_chars = Integer(20_000, help="Characters of each output stream kept per cell.").tag(config=True)
+    sandbox = Bool(True, help="Run kernels in the bubblewrap sandbox (autograder.sandbox).").tag(config=True)
+    exchange_dir = Unicode("", help="Host folder bound read-write into the sandbox at its own path and exported"
+                           " to the kernel as AUTOGRADER_EXCHANGE ('' = none).").tag(config=True)
+    linattn_ref_dir = Unicode(str(REPO / "linattn_ref"), help="The linattn_ref tree the sandbox shows.").tag(
+        config=True)
+    answer_keys_visible = Bool(False, help="Show autograder/checks/answer_keys/ in the sandbox.").tag(config=True)
+    memory_limit_mb = Integer(4096, help="Memory of the notebook's processes together, and address space of each,"
+                              " in MiB (0: none).").tag(config=True)
+    max_processes = Integer(256, help="Processes (threads included) of one notebook together.").tag(config=True)
+    max_file_mb = Integer(512, help="Size limit of each file a notebook writes, MiB.").tag(config=True)
+    wall_budget = Integer(0, help="Seconds one notebook may take, restarts and replays included (0: 10 x the"
+                          " cell timeout).").tag(config=True)
+    max_output_chars = Integer(20_000, help="Characters of each output stream, and of each error, kept per cell.").tag(
+        config=True)
+    max_rich_output_chars = Integer(2_000_000, help="Characters of displays and results kept per cell.").tag(
+        config=True)
     max_kernel_losses = Integer(5, help="Cells that may lose the kernel before the rest is not run.").tag(
         config=True)
-    quiet_kernel = Bool(False, help="Send the kernel's own log (stderr) to /dev/null.").tag(config=True)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)  # before nbgrader's AsyncKernelManager
+        super().__init__(**kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
         fix_lost_wakeups()
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
-        self._stream_chars = {}
+        self._output_chars = {}
+        self._deadline = time.monotonic() + (self.wall_budget or 10 * (self.timeout or 30))
         lost = set()  # indices of the cells that killed or hung the kernel: never run again
         start = 0
         while start < len(nb.cells):
@@ -91,22 +111,38 @@ class ResilientExecute(Execute):
         self.set_widgets_metadata()
         return self.nb, self.resources
 
-    def _kernel_options(self):
-        """Keyword arguments that reach the Popen of the kernel."""
-        options = {"stderr": subprocess.DEVNULL} if self.quiet_kernel else {}
-        if self.memory_limit_mb > 0:
-            options["preexec_fn"] = lambda: _limit_address_space(self.memory_limit_mb * 2**20)
-        return options
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if isinstance(km, SandboxKernelManager):
+            km.sandboxed, km.exchange_dir, km.linattn_ref_dir = self.sandbox, self.exchange_dir, self.linattn_ref_dir
+            km.answer_keys_visible, km.memory_limit_mb = self.answer_keys_visible, self.memory_limit_mb
+            km.max_processes, km.max_file_mb = self.max_processes, self.max_file_mb
+        return km
+
+    def _get_timeout(self, cell):
+        """A cell's timeout, never past the notebook's wall-clock budget."""
+        timeout = super()._get_timeout(cell)
+        left = max(1, int(self._deadline - time.monotonic()))
+        return min(timeout, left) if timeout else left
+
+    def _out_of_time(self):
+        return time.monotonic() >= self._deadline
+
+    def _not_run(self, start, ename, why):
+        for cell in self.nb.cells[start:]:
+            if cell.cell_type == "code":
+                cell.outputs = [error_output(ename, why)]
+        return len(self.nb.cells)
 
     def _run_from(self, start, lost, resources):
         """Start a kernel, replay the clean cells before `start`, run the rest; return where to go on from."""
         if len(lost) >= self.max_kernel_losses:  # give up on the rest without starting another kernel
-            for cell in self.nb.cells[start:]:
-                if cell.cell_type == "code":
-                    cell.outputs = [error_output("NotRun", f"not run: the kernel was lost {len(lost)} times above")]
-            return len(self.nb.cells)
+            return self._not_run(start, "NotRun", f"not run: the kernel was lost {len(lost)} times above")
+        budget = f"not run: the notebook used up its {self.wall_budget or 10 * (self.timeout or 30)} s budget"
+        if self._out_of_time():
+            return self._not_run(start, "WallBudget", budget)
         self.shutdown_kernel = "graceful"
-        with self.setup_kernel(**self._kernel_options()):
+        with self.setup_kernel():
             info = self.wait_for_reply(self.kc.kernel_info())
             self.nb.metadata["language_info"] = info["content"]["language_info"]
             for index in range(start):
@@ -118,8 +154,14 @@ class ResilientExecute(Execute):
                     lost.add(index)
                     self.shutdown_kernel = "immediate"
                     return start
+                if self._out_of_time():
+                    self.shutdown_kernel = "immediate"
+                    return self._not_run(start, "WallBudget", budget)
             for index in range(start, len(self.nb.cells)):
                 cell = self.nb.cells[index]
+                if self._out_of_time():
+                    self.shutdown_kernel = "immediate"
+                    return self._not_run(index, "WallBudget", budget)
                 try:
                     self.preprocess_cell(cell, resources, index)
                 except KERNEL_LOST as err:
@@ -136,19 +178,48 @@ class ResilientExecute(Execute):
         return error_output("CellTimeoutError", f"this cell ran past the {self.timeout} s time limit and did not stop"
                             " when interrupted; the kernel was restarted for the cells below")
 
+    def _room(self, msg, kind, size, limit):
+        """Characters of this output that fit in what its execution may still keep of outputs of this kind."""
+        key = (msg["parent_header"].get("msg_id"), kind)
+        used = self._output_chars.get(key, 0)
+        self._output_chars[key] = used + size
+        return limit - used
+
+    def _cap_rich(self, msg, kind):
+        """A display or result too big for what is left of its cell's allowance becomes a marker saying so."""
+        content = msg["content"]
+        size = len(json.dumps(content.get("data", {}))) + len(json.dumps(content.get("metadata", {})))
+        if size > self._room(msg, "rich", size, self.max_rich_output_chars):
+            content["data"] = {"text/plain": f"[{kind} of {size / 1e6:.1f} MB: {CUT}]"}
+            content["metadata"] = {}
+
     def output(self, outs, msg, display_id, cell_index):
-        """Keep at most max_output_chars of each stream of one execution (stderr always leaves a trace)."""
-        if msg["msg_type"] == "stream":
-            key = (msg["parent_header"].get("msg_id"), msg["content"].get("name"))
-            used = self._stream_chars.get(key, 0)
-            text = msg["content"].get("text", "")
-            self._stream_chars[key] = used + len(text)
-            room = self.max_output_chars - used
+        """Cap every kind of output of one execution (stderr and errors always leave a trace)."""
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            text = content.get("text", "")
+            room = self._room(msg, content.get("name"), len(text), self.max_output_chars)
             if room <= 0:
                 return None
             if len(text) > room:
-                msg["content"]["text"] = text[:room] + "\n... output truncated by the autograder ...\n"
+                content["text"] = text[:room] + f"\n{CUT}\n"
+        elif kind in ("display_data", "execute_result"):
+            self._cap_rich(msg, kind.replace("_", " "))
+        elif kind == "error":  # kept whatever its size: an error is what zeroes a cell
+            content["evalue"] = str(content.get("evalue", ""))[:self.max_output_chars]
+            traceback, kept = [], 0
+            for line in content.get("traceback", []):
+                if kept + len(line) > self.max_output_chars:
+                    traceback.append(CUT)
+                    break
+                traceback.append(line)
+                kept += len(line)
+            content["traceback"] = traceback
         return super().output(outs, msg, display_id, cell_index)
+
+    def _update_display_id(self, display_id, msg):
+        self._cap_rich(msg, "display update")
+        return super()._update_display_id(display_id, msg)
 
 
 def autograde_preprocessors():

@@ -4,6 +4,7 @@ instructor CLI) never touch the repository's course/ folder or its gradebook.
     assignments()                          the assignment folders in solutions/
     generate_release(dest)                 the learner notebooks of every assignment, written to dest/<assignment>/
     root = course_root(folder)             a grading folder: its own nbgrader_config.py and gradebook
+    nbgrader_api(root)                     nbgrader's Python API on that root, in this process (the grader's way)
     generate(root)                         generate_assignment into root/release (and root's gradebook)
     submit(root, student, assignment, notebook_path)
     autograde(root)                        autograde every submission in root/submitted; returns the failures
@@ -100,6 +101,15 @@ def course_root(folder, source=SOURCE, release=None, extra_config=()):
              *extra_config]
     (root / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
     return root
+
+
+def nbgrader_api(root):
+    """An NbGraderAPI for the course root `root`, configured by root/nbgrader_config.py."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = PyFileConfigLoader("nbgrader_config.py", str(root)).load_config()
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
 def _each(names):

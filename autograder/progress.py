@@ -78,7 +78,7 @@ def run_copy(path, timeout):
             if f == path or (f.is_file() and f.suffix != ".ipynb"):
                 shutil.copy(f, tmp)
         nb = nbformat.read(Path(tmp) / path.name, as_version=4)
-        ResilientExecute(timeout=timeout, quiet_kernel=True).preprocess(nb, {"metadata": {"path": tmp}})
+        ResilientExecute(timeout=timeout, sandbox=False).preprocess(nb, {"metadata": {"path": tmp}})
     return nb
 
 

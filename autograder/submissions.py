@@ -2,13 +2,18 @@
 
     subs, students = collect(SUBMISSIONS, catalogue(), report)
 
+Staging (stage()) then writes each submission where nbgrader grades it, with careless changes to the nbgrader
+cells settled against the release (resolve_cells) and deleted locked cells put back (restore_locked_cells).
+
 Learners' tools rename files ('Copy of 01_causal_masks (1).ipynb'), nest them or not, zip them. nbgrader fails a
 student whose file name differs from the source's or whose file is broken, with a traceback, and exits 1. Here a
 notebook is matched by its folder or its cleaned-up name, several files for one notebook are settled (the exact
 name, else the newest), and every file that cannot be used becomes one line of the report, never an error.
 """
+import copy
 import datetime
 import re
+import shutil
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -147,6 +152,25 @@ def read_notebook(found):
     return data
 
 
+def read_timestamp(found):
+    """(bytes of nbgrader's timestamp.txt, None), or (None, what is wrong with it)."""
+    from nbgrader.utils import parse_utc
+
+    try:
+        data = found.read()[:100]
+        parse_utc(data.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        return None, "is not text"
+    except Exception as err:  # a bad CRC in a zip, an unreadable file, not a date
+        return None, f"could not be read as a date ({type(err).__name__}: {str(err)[:100]})"
+    return data, None
+
+
+def printable(text):
+    """Text that can be written as UTF-8: file names that are not UTF-8 (surrogate escapes) shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def submission_root(submissions):
     """The folder whose entries are students: nbgrader's submitted/ when SUBMISSIONS is a course root."""
     submissions = Path(submissions)
@@ -191,8 +215,8 @@ def collect(submissions, known, report):
 def _collect_student(sid, entry, known, report):
     try:
         files = _files_in_folder(entry, entry.name) if entry.is_dir() else _files_in_zip(entry, entry.name)
-    except (zipfile.BadZipFile, OSError) as err:
-        report.append(f"{sid}: {entry.name} could not be opened ({err}); nothing graded")
+    except Exception as err:  # a bad zip, an unreadable folder, names zipfile cannot decode
+        report.append(f"{sid}: {entry.name} could not be opened ({type(err).__name__}: {err}); nothing graded")
         return []
     notebooks = [f for f in files if f.path.lower().endswith(".ipynb")]
     if not notebooks:
@@ -223,7 +247,98 @@ def _collect_student(sid, entry, known, report):
     for f in files:  # nbgrader's submitted/<student>/<assignment>/timestamp.txt
         parts = PurePosixPath(f.path).parts
         if parts[-1] == "timestamp.txt" and len(parts) > 1 and parts[-2] in subs:
-            subs[parts[-2]].timestamp = f.read()[:100]
+            subs[parts[-2]].timestamp, problem = read_timestamp(f)
+            if problem:
+                subs[parts[-2]].notes.append(f"{f.where} {problem}; graded without a timestamp")
     for sub in subs.values():
         report.extend(f"{sid}: {sub.assignment}: {note}" for note in sub.notes)
     return list(subs.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# staging: what nbgrader will grade
+
+
+FLAGS = ("grade", "solution", "locked", "points", "task")
+
+
+def resolve_cells(nb, release_nb):
+    """Settle, against the release notebook, the nbgrader cells a careless learner copied, duplicated or re-flagged
+    (nbgrader fails the whole notebook on each); return a note for each cell settled.
+
+    A cell whose grade id the notebook does not have (copied from another notebook) and every copy of a cell but
+    one (the one with the release's cell id, else the first) lose their nbgrader metadata: they run as plain code
+    that scores nothing. A cell whose flags (solution, grade, locked, points) were changed gets the release's back.
+    """
+    release = {c.metadata.nbgrader["grade_id"]: c for c in release_nb.cells
+               if c.metadata.get("nbgrader", {}).get("grade_id")}
+    keeper = {}  # grade id -> index of the copy that keeps it
+    for i, cell in enumerate(nb.cells):
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in release and (gid not in keeper or cell.get("id") == release[gid].get("id") != nb.cells[
+                keeper[gid]].get("id")):
+            keeper[gid] = i
+    notes = []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            continue
+        gid = meta.get("grade_id")
+        if gid not in release:
+            if gid or any(meta.get(f) for f in FLAGS):
+                del cell.metadata["nbgrader"]
+                notes.append(f"cell {gid or i!r} is not a graded cell of this notebook (copied?): ignored")
+        elif keeper[gid] != i:
+            del cell.metadata["nbgrader"]
+            notes.append(f"a second copy of cell {gid}: ignored (the first is graded)")
+        else:
+            source_meta = release[gid].metadata.nbgrader
+            if any(meta.get(f) != source_meta.get(f) for f in FLAGS):
+                cell.metadata["nbgrader"] = copy.deepcopy(source_meta)
+                notes.append(f"cell {gid}: its nbgrader flags were changed; the course's put back")
+    return notes
+
+
+def restore_locked_cells(nb, release_nb):
+    """Put back the locked cells (tests, set-up) a learner deleted, where they were; return their grade ids.
+
+    nbgrader restores what a learner changed inside a locked cell, but a deleted cell stays deleted and its
+    points are lost even when the code it tests is right: with the cell back, the original test decides.
+    """
+    def gid(cell):
+        return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+    restored, position = [], 0  # position: where a missing cell goes, just after its predecessor
+    for cell in release_nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        here = [i for i, c in enumerate(nb.cells) if gid(c) and gid(c) == gid(cell)]
+        if here:
+            position = here[0] + 1
+        elif meta.get("locked") and not meta.get("solution") and gid(cell):
+            nb.cells.insert(position, copy.deepcopy(cell))
+            position += 1
+            restored.append(gid(cell))
+    return restored
+
+
+def stage(root, sub):
+    """Write a submission into GRADING_DIR/submitted/<student>/<assignment>/ under the source notebook names;
+    return notes for the report."""
+    folder, notes = root / "submitted" / sub.student / sub.assignment, []
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, data in sub.notebooks.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nbformat's notes on missing cell ids and the like
+            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        release = nbformat.read(root / "release" / sub.assignment / f"{name}.ipynb", as_version=4)
+        prefix = "" if name == sub.assignment else f"{name}: "
+        notes += [prefix + note for note in resolve_cells(nb, release)]
+        restored = restore_locked_cells(nb, release)
+        if restored:
+            notes.append(f"{prefix}deleted locked cells put back: {', '.join(restored)}")
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    if sub.timestamp:
+        (folder / "timestamp.txt").write_bytes(sub.timestamp)
+    sub.notes += notes
+    return notes

@@ -12,12 +12,16 @@ CPU, so `grade` starts N of these once and feeds them jobs, one JSON line each o
         generate_feedback in MAIN_ROOT (it only reads MAIN_ROOT's gradebook, so workers can do it side by side).
 
 Each answer is one JSON line with "ok" and, when not ok, "error". Student code runs in kernels started by this
-process; they inherit neither the job channel (moved off stdin/stdout at start) nor a way to outlive it: the
-worker ends when the run that started it is gone, and a kernel ends when its worker is.
+process (sandboxed: autograder.sandbox); they inherit neither the job channel (moved off stdin/stdout at start)
+nor a way to outlive it: the worker ends when the run that started it is gone, and a kernel ends when its worker
+is. The run's side, WorkerPool (below), starts the workers, lends them to jobs and replaces one that dies.
 """
 import json
 import os
+import queue
 import shutil
+import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -26,11 +30,15 @@ from pathlib import Path
 
 import nbformat
 
+from . import nbgrader_ops as ops
 from .execute import INCIDENTS
+from .nbgrader_ops import nbgrader_api
 
 INCIDENT_TEXT = {"CellTimeoutError": "ran past the time limit and was stopped",
                  "DeadKernelError": "the kernel died here (crash, exit or out of memory); it was restarted",
-                 "NotRun": "not run: the kernel was lost too many times above"}
+                 "NotRun": "not run, nor the cells below: the kernel was lost too many times above",
+                 "WallBudget": "not run, nor the cells below: the notebook used up its wall-clock budget (the points"
+                               " above stay)"}
 
 
 def exit_with_parent(parent):
@@ -41,24 +49,18 @@ def exit_with_parent(parent):
     os._exit(1)
 
 
-def nbgrader_api(root):
-    """An NbGraderAPI for the course root `root`, configured by root/nbgrader_config.py."""
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", str(root)).load_config()
-    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-
-
 def incidents(folder):
     """What happened to the kernel, per notebook cell, read from the autograded notebooks in `folder`."""
     notes = []
     for path in sorted(Path(folder).glob("*.ipynb")):
         prefix = "" if path.stem == Path(folder).name else f"{path.stem}: "  # the notebook named as its assignment
-        for n, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        cells, told = nbformat.read(path, as_version=4).cells, set()
+        for n, cell in enumerate(cells):
             errors = [o.ename for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             for ename in dict.fromkeys(e for e in errors if e in INCIDENTS):
+                if ename in told and ename in ("NotRun", "WallBudget"):  # said once, for the first cell not run
+                    continue
+                told.add(ename)
                 label = cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id") or f"#{n}"
                 notes.append(f"{prefix}cell {label}: {INCIDENT_TEXT[ename]}")
     return notes
@@ -123,6 +125,94 @@ def main(worker_root, main_root):
             answer = {"ok": False, "error": traceback.format_exc(limit=-3)}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the run's side: the pool of workers
+
+
+class Worker:
+    """An autograder.worker process and its course root; ask() sends one job and waits for the answer."""
+
+    def __init__(self, root, main_root, lines):
+        ops.course_root(root, source=ops.SOURCE, extra_config=lines)
+        with sqlite3.connect(main_root / "gradebook.db") as src, sqlite3.connect(root / "gradebook.db") as dst:
+            src.backup(dst)  # a consistent copy even while the main process writes
+        self.log = open(root / "worker.log", "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker", str(root), str(main_root)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     cwd=root, env=ops.nbgrader_env(), start_new_session=True)
+        self.answers = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.answers.put(line)
+        self.answers.put(None)  # the process ended
+
+    def ask(self, job, deadline):
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            line = self.answers.get(timeout=deadline)
+        except (BrokenPipeError, OSError):
+            line = None
+        except queue.Empty:
+            self.stop()
+            return {"ok": False, "error": f"no answer after {deadline:.0f} s; the grading process was stopped"}
+        if line is None:
+            self.stop()
+            return {"ok": False, "died": True, "error": "the grading process died (something ended it from outside)"}
+        return json.loads(line)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, 9)  # its whole group; its kernels exit when their parent is gone
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.log.close()
+
+
+class WorkerPool:
+    """Up to `size` workers, started on first use; a job borrows one, and a broken one is replaced."""
+
+    def __init__(self, out, size, lines):
+        self.dir = out / ".workers"
+        shutil.rmtree(self.dir, ignore_errors=True)  # scratch of an earlier run
+        self.out, self.lines, self.started = out, lines, []
+        self.idle = queue.LifoQueue()
+        for _ in range(size):
+            self.idle.put(None)
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def run(self, job, deadline):
+        worker = self.idle.get()
+        try:
+            for _ in range(2):  # a worker that dies under a job gets one fresh try at it
+                with self.lock:
+                    if self.closed:
+                        return {"ok": False, "error": "stopped before it was graded"}
+                    if worker is None or not worker.alive():
+                        worker = Worker(self.dir / f"w{len(self.started)}", self.out, self.lines)
+                        self.started.append(worker)
+                answer = worker.ask(job, deadline)
+                if not answer.get("died"):
+                    break
+            return answer
+        finally:
+            self.idle.put(worker)
+
+    def close(self):
+        with self.lock:
+            self.closed = True
+            for worker in self.started:
+                worker.stop()
 
 
 if __name__ == "__main__":

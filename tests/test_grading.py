@@ -3,7 +3,7 @@ notebooks (three malformed files are committed in tests/fixtures/malformed/, und
 
 Three grading runs carry most tests, each grading only the notebooks its cases need:
 - the class: notebook 01 from students who get it right, leave it untouched, get a few exercises wrong, loop
-  forever, ignore the interrupt, kill the kernel or the grader, exhaust memory, print megabytes, tamper with
+  forever, ignore the interrupt, kill the kernel or try to kill the grader, exhaust memory, print megabytes, tamper with
   test cells or call linattn_ref, next to files that are broken, unknown, missing, or in a bad zip;
 - the course root: notebook 00 in nbgrader's own submitted/ layout, graded, then again after hand grading and
   changed submissions;
@@ -131,10 +131,10 @@ def class_submissions(folder):
                       ("masked_scores", "return (q @ k.transpose(-1, -2)) * (scale or q.shape[-1] ** -0.5)\n"))
     student("partial", partial, lost=["causal_mask", "masked_scores"], rel=f"Copy of {NB01} (1).ipynb", zipped=True)
 
-    # kills the process that runs its kernel (the worker): reported as failed, twice, and the rest graded as usual
+    # tries to kill the process that runs its kernel: in the sandbox its parent is the sandbox's own init
     saboteur = source(NB01)
     cell(saboteur, "causal_mask").source += "\nimport os\nos.kill(os.getppid(), 9)\n"
-    write(saboteur, folder / "saboteur" / f"{NB01}.ipynb")
+    student("saboteur", saboteur, rel=f"{NB01}.ipynb")
 
     # files that cannot be graded: each must be a line in the report, and the rest graded as usual
     for name, fixture in (("notjson", "not_json.txt"), ("badformat", "wrong_nbformat.json"),
@@ -178,11 +178,10 @@ def test_class_run_completes(class_run):
     assert "assignment" in printed and NB01 in printed, printed
 
 
-def test_killing_the_grader_fails_that_submission_only(class_run):
-    rows, printed, _, status, _ = class_run
-    assert status == 1  # a submission the machinery could not grade: retried on the next run
-    assert {s for (s, _), r in rows.items() if r["status"] == "failed"} == {"saboteur"}
-    assert "saboteur: 01_causal_masks: grading failed: the grading process died" in printed
+def test_the_grader_cannot_be_killed_from_a_notebook(class_run):
+    rows, printed, _, status, expected = class_run
+    assert status == 0, printed  # nothing failed in the machinery
+    assert float(rows["saboteur", NB01]["autograded"]) == expected["saboteur"] == autograded_max(source(NB01))
 
 
 @pytest.mark.parametrize("student", ["solution", "untouched", "partial"])
@@ -321,8 +320,11 @@ def course_subs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def first_course_run(course_subs, tmp_path_factory):
     subs, expected = course_subs
-    out = tmp_path_factory.mktemp("course_grading")
-    assert grading.grade(subs, out, jobs=2, timeout=TIMEOUT, stream=io.StringIO()) == 0
+    out, printed = tmp_path_factory.mktemp("course_grading"), io.StringIO()
+    # unsandboxed here (trusted notebooks): the interrupted run below, sandboxed, must end with the same grades
+    assert grading.grade(subs, out, jobs=2, timeout=TIMEOUT, sandbox=False, stream=printed) == 0
+    assert printed.getvalue().count("SANDBOX OFF (--no-sandbox)") == 2  # first report line and under the summary
+    assert (out / "report.txt").read_text().startswith("SANDBOX OFF (--no-sandbox)")
     return out, read_csv(out / "grades.csv"), expected
 
 
