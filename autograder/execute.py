@@ -13,6 +13,7 @@ the next cell. The kernel runs under an address-space limit, so a memory bomb me
 the machine's OOM killer, and each cell's printed text is capped.
 """
 import copy
+import os
 import resource
 import subprocess
 
@@ -21,7 +22,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, Unicode
 
 KERNEL_LOST = (DeadKernelError, CellTimeoutError)
 INCIDENTS = ("CellTimeoutError", "DeadKernelError", "NotRun")  # enames of the errors written here
@@ -44,6 +45,8 @@ class ResilientExecute(Execute):
     max_kernel_losses = Integer(5, help="Cells that may lose the kernel before the rest is not run.").tag(
         config=True)
     quiet_kernel = Bool(False, help="Send the kernel's own log (stderr) to /dev/null.").tag(config=True)
+    exchange_dir = Unicode("", help="Folder shared with the kernel as AUTOGRADER_EXCHANGE: the grader's cases in,"
+                           " the kernel's observations out (see autograder.verdict); empty: none.").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         NotebookClient.__init__(self, nb, km)
@@ -62,6 +65,10 @@ class ResilientExecute(Execute):
         options = {"stderr": subprocess.DEVNULL} if self.quiet_kernel else {}
         if self.memory_limit_mb > 0:
             options["preexec_fn"] = lambda: _limit_address_space(self.memory_limit_mb * 2**20)
+        if self.exchange_dir:  # lib/: linattn_ref without the answers (autograder.verdict writes it)
+            lib = os.path.join(self.exchange_dir, "lib")
+            path = os.pathsep.join(p for p in (lib, os.environ.get("PYTHONPATH")) if p)
+            options["env"] = {**os.environ, "AUTOGRADER_EXCHANGE": self.exchange_dir, "PYTHONPATH": path}
         return options
 
     def _run_from(self, start, lost, resources):
@@ -118,6 +125,13 @@ class ResilientExecute(Execute):
 
 
 def autograde_preprocessors():
-    """nbgrader's autograde pipeline with Execute replaced by ResilientExecute (for c.Autograde)."""
-    default = Autograde.class_traits()["autograde_preprocessors"].default()
-    return [ResilientExecute if pp is Execute else pp for pp in default]
+    """nbgrader's autograde pipeline for c.Autograde: Execute replaced by ResilientExecute, with the verdicts
+    reached outside the kernel around it (autograder.verdict: cases in before, judged before SaveAutoGrades)."""
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    from .verdict import JudgeVerdict, PrepareVerdict
+
+    pipeline = []
+    for pp in Autograde.class_traits()["autograde_preprocessors"].default():
+        pipeline += {Execute: [PrepareVerdict, ResilientExecute], SaveAutoGrades: [JudgeVerdict, pp]}.get(pp, [pp])
+    return pipeline

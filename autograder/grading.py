@@ -87,7 +87,8 @@ def config_lines(timeout, memory_mb):
     """What GRADING_DIR's and the workers' nbgrader_config.py add to the course's own configuration."""
     lines = ["from autograder.execute import autograde_preprocessors",
              "c.Autograde.autograde_preprocessors = autograde_preprocessors()  # survives dead and hung kernels",
-             f"c.ResilientExecute.memory_limit_mb = {int(memory_mb)}"]
+             f"c.ResilientExecute.memory_limit_mb = {int(memory_mb)}",
+             "c.ResilientExecute.exchange_dir = c.CourseDirectory.root + '/exchange'  # see autograder.verdict"]
     if timeout:
         lines.append(f"c.Execute.timeout = {int(timeout)}")
     return lines
@@ -280,9 +281,10 @@ def export(root, state, path):
                         for g in nb.grades:
                             row[item_column(assignment.name, nb.name, g.name)] = g.score
                 row["notes"] = "; ".join(entry["notes"]) if entry else ""
+                row["flags"] = "; ".join(entry.get("flags", [])) if entry else ""
                 rows.append(row)
     fields = ["student", "assignment", "score", "max_score", "autograded", "max_autograded", "needs_manual_grade",
-              "status", "notes", *items]
+              "status", "notes", "flags", *items]
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -437,10 +439,11 @@ def record(state, sub, h, answer, report):
     """Note a worker's answer for one submission in the state and the report."""
     entry = state["submissions"].get(key(sub.student, sub.assignment), {})
     news = answer["notes"] if answer["ok"] else [f"grading failed: {answer['error']}"]
-    report.extend(f"{sub.student}: {sub.assignment}: {note}" for note in news)
+    flags = [f"flagged: {flag}" for flag in answer.get("flags", [])]
+    report.extend(f"{sub.student}: {sub.assignment}: {note}" for note in news + flags)
     state["submissions"][key(sub.student, sub.assignment)] = {
-        "hash": h, "status": "graded" if answer["ok"] else "failed", "notes": sub.notes + news,
-        "feedback": entry.get("feedback"), "seconds": answer.get("seconds")}
+        "hash": h, "status": "graded" if answer["ok"] else "failed", "notes": sub.notes + news, "flags": flags,
+        "seeds": answer.get("seeds", {}), "feedback": entry.get("feedback"), "seconds": answer.get("seconds")}
 
 
 def grade(submissions, out, jobs=None, timeout=None, memory_mb=DEFAULT_MEMORY_MB, force=False, stream=sys.stdout):
