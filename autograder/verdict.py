@@ -33,8 +33,9 @@ from nbformat import NotebookNode
 from traitlets import Bool, Integer
 
 from .checks import answers
-from .checks.api_shim import Observation, case_to_payload, cases, exercise, judge
+from .checks.checker import exercise, judge
 from .checks.exercises import EXERCISES
+from .checks.observation import Observation
 from .static_check import static_check, stripped_reference
 
 MAX_READ = 64 * 2**20  # bytes of one observation file the grader reads; more is a forged or runaway file
@@ -109,6 +110,25 @@ def graded_cells(nb):
             yield i, cell, expected_calls(cell.source)
 
 
+def function_params(nb, before, name):
+    """Parameter names of the last `def name` in the code cells above cell `before` (None if there is none);
+    with **kwargs, every optional parameter a case may pass."""
+    from .checks.cases import OPTIONAL_PARAMS
+
+    for cell in reversed(nb.cells[:before]):
+        try:
+            tree = ast.parse(cell.source) if cell.cell_type == "code" and name else None
+        except SyntaxError:
+            continue
+        defs = [n for n in (tree.body if tree else ()) if isinstance(n, ast.FunctionDef) and n.name == name]
+        if defs:
+            args = defs[-1].args
+            if args.kwarg:
+                return list(OPTIONAL_PARAMS)
+            return [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    return None
+
+
 def _configured(pp):
     return bool(pp.config.ResilientExecute.get("exchange_dir", ""))
 
@@ -136,10 +156,10 @@ class PrepareVerdict(Preprocessor):
             for call in calls or ():
                 if call.kind == "check" and call.id not in drawn:
                     ex = exercise(call.id)
-                    every, n_visible = cases(ex, hidden=True, seed=seed), len(cases(ex, hidden=False, seed=seed))
+                    every, n_visible = ex.cases(hidden=True, seed=seed), len(ex.cases(hidden=False, seed=seed))
                     drawn[call.id] = (every[:n_visible], every[n_visible:])
-                    torch.save({"visible": [case_to_payload(c) for c in every[:n_visible]],
-                                "hidden": [case_to_payload(c) for c in every[n_visible:]]},
+                    torch.save({"visible": [c.to_payload() for c in every[:n_visible]],
+                                "hidden": [c.to_payload() for c in every[n_visible:]]},
                                folder / "cases" / f"{call.id}.pt")
         assignment = resources.get("nbgrader", {}).get("assignment", "")
         stripped_reference(assignment, folder / "lib")
@@ -187,7 +207,9 @@ def judge_answer(call, data):
     return None
 
 
-def judge_check(call, drawn, data):
+def judge_check(call, drawn, data, params=None):
+    """The first failure of a check call, judged from the kernel's records; params: the names of the parameters
+    the learner's function takes, read from its source (None: unknown, the record says which cases it skipped)."""
     ex = exercise(call.id)
     visible, held_out = drawn
     expected = visible + (held_out if call.hidden else [])
@@ -195,12 +217,11 @@ def judge_check(call, drawn, data):
         return (f"{ex.name}: the check did not run: no result of {call.text()} reached the grader (did your"
                 " function's cell fail, or the kernel stop?).")
     for n, (case, obs) in enumerate(zip(expected, data)):
-        if not isinstance(obs, dict):
-            obs = {"skipped": False, "error": {"message": "the check's record of this case is unreadable."}}
-        if obs.get("skipped") and not case.optional_params():
-            obs = {"skipped": False, "error": {"message": "the case was not run."}}
         try:
-            message = judge(ex, case, Observation.from_payload(obs))
+            obs = Observation.from_payload(obs)
+            if obs.skipped and not case.optional_params():
+                obs = Observation(error="the check did not run this case.")
+            message = judge(ex, case, obs, params)
         except Exception as err:  # a malformed record: the kernel's fault, never the grader's crash
             message = f"your function's result could not be read ({type(err).__name__}: {err})."
         if message:
@@ -240,7 +261,8 @@ class JudgeVerdict(Preprocessor):
                 if call.kind == "check" and call.id in refused:
                     message = f"{call.id}: {refused[call.id]}"
                 elif call.kind == "check":
-                    message = judge_check(call, state["cases"][call.id], _load(folder / call.file))
+                    message = judge_check(call, state["cases"][call.id], _load(folder / call.file),
+                                          function_params(nb, index, call.fn))
                 else:
                     message = judge_answer(call, _load(folder / call.file))
                 if message:

@@ -7,7 +7,8 @@ Add or change an entry with
 
     python -m autograder.answer_key add 01.keys_met_by_query_5 int 6
     python -m autograder.answer_key add 04.mu_2 array "[[10, 12], [17, 20]]"
-    python -m autograder.answer_key add 03.primary_benefit choice b --options abcd
+    python -m autograder.answer_key add 03.primary_benefit choice b --options abcd \
+        --option-hints '{"a": "...", "b": "...", "c": "...", "d": "..."}'
     python -m autograder.answer_key add 03.step_order order "[2, 0, 3, 1]"
 
 Kinds: int, number (rounded to --decimals, default 3), bool, choice (one letter), choices (a set of
@@ -120,7 +121,9 @@ def load_key(question_id):
     return keys[question_id]
 
 
-def add_key(question_id, kind, value, decimals=3, options=None, hint=None):
+def add_key(question_id, kind, value, decimals=3, options=None, hint=None, option_hints=None):
+    """Write the key of one question. option_hints ({letter: sentence}, one for EVERY option, the right one too,
+    so the key does not tell which is right) is what a learner who picked that option reads."""
     text, facts = canonical(kind, value, decimals)
     entry = {"kind": kind, "digest": digest(question_id, text), **facts}
     if kind in ("number", "array"):
@@ -129,6 +132,11 @@ def add_key(question_id, kind, value, decimals=3, options=None, hint=None):
         entry["options"] = options
     if hint:
         entry["hint"] = hint
+    if option_hints:
+        missing = sorted(set(options or "") - set(option_hints))
+        if kind not in ("choice", "choices") or missing:
+            raise ValueError(f"option hints need a choice question and one hint per option (missing: {missing})")
+        entry["option_hints"] = dict(sorted(option_hints.items()))
     path = _key_file(question_id)
     keys = json.loads(path.read_text()) if path.exists() else {}
     keys[question_id] = entry
@@ -162,6 +170,10 @@ def check_answer(question_id, answer):
         raise AssertionError(f"{question_id}: expected {key['length']} items in the order, got {facts['length']}.")
     if digest(question_id, text) != key["digest"]:
         extra = f" Hint: {key['hint']}" if key.get("hint") else ""
+        chosen = [key.get("option_hints", {}).get(c) for c in text.split(",")] if kind in ("choice", "choices") else []
+        if any(chosen):
+            extra = " " + " ".join(f"({c}) {h}" if kind == "choices" else h
+                                   for c, h in zip(text.split(","), chosen) if h) + extra
         rounding = (f" (compared after rounding to {key['decimals']} decimals)"
                     if kind in ("number", "array") else "")
         raise AssertionError(f"{question_id}: not the expected answer{rounding}.{extra}")
@@ -178,6 +190,8 @@ def main(argv=None):
     add.add_argument("--decimals", type=int, default=3)
     add.add_argument("--options", help="the letters a choice may take, e.g. abcd")
     add.add_argument("--hint", help="a hint shown with a wrong answer")
+    add.add_argument("--option-hints", help='JSON {"a": "...", "b": "..."}: what a learner who chose each option'
+                     " reads when the answer is wrong (one for every option)")
     args = parser.parse_args(argv)
     value = args.value
     if args.kind in ("int", "number", "array", "order", "bool", "choices"):
@@ -185,7 +199,8 @@ def main(argv=None):
             value = json.loads(value.replace("True", "true").replace("False", "false"))
         except json.JSONDecodeError:
             pass
-    entry = add_key(args.question_id, args.kind, value, args.decimals, args.options, args.hint)
+    option_hints = json.loads(args.option_hints) if args.option_hints else None
+    entry = add_key(args.question_id, args.kind, value, args.decimals, args.options, args.hint, option_hints)
     print(f"{args.question_id}: {entry}")
 
 

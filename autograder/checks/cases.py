@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from linattn_ref import chunk, gla, linear_attention, memory, retnet, softmax_attention
 
 from .compare import TOLERANCES
+from .observation import decode, encode
 
 F64, F32 = torch.float64, torch.float32
 
@@ -43,6 +44,14 @@ class Case:
 
     def optional_params(self):
         return [name for name in self.options if name in OPTIONAL_PARAMS]
+
+    def to_payload(self):
+        """The case as plain data (see observation.py): it travels to a grading kernel and back."""
+        return {"inputs": encode(self.inputs), "options": encode(self.options), "note": self.note}
+
+    @classmethod
+    def from_payload(cls, data):
+        return cls(decode(data["inputs"]), decode(data["options"]), str(data.get("note", "")))
 
 
 def _describe(x):
@@ -79,6 +88,7 @@ class Exercise:
     time_word: str = "query"  # how a position on the time axis is called in messages
     output_names: tuple = None
     factors: object = None  # case -> {factor: message}: what an output off by a constant factor means
+    structure: tuple = ()  # structure.Rule: how a right result must be computed (token by token, no T x T, ...)
 
     @property
     def tolerance(self):
@@ -87,12 +97,18 @@ class Exercise:
 
     @cached_property
     def _cases(self):
-        gen = torch.Generator().manual_seed(zlib.crc32(self.name.encode()))
+        return self._draw(None)
+
+    def _draw(self, seed):
+        """The cases drawn from a generator seeded by the exercise's name, or by seed (other random values)."""
+        gen = torch.Generator().manual_seed(zlib.crc32(self.name.encode()) if seed is None else seed)
         return self.visible_cases(gen), self.hidden_cases(gen)
 
-    def cases(self, hidden=False):
-        visible, held_out = self._cases
-        return visible + held_out if hidden else list(visible)
+    def cases(self, hidden=False, seed=None):
+        """The visible cases (and the held-out ones). seed None gives the fixed cases of self-study; another
+        seed keeps the hand-checkable cases and draws new random values of the same sizes."""
+        visible, held_out = self._cases if seed is None else self._draw(seed)
+        return list(visible) + list(held_out) if hidden else list(visible)
 
     def __repr__(self):
         return f"Exercise({self.name!r}, reference=linattn_ref.{self.reference.__name__}, points={self.points})"

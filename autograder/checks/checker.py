@@ -1,9 +1,13 @@
 """`check(exercise_id, fn)`: run a learner's function on an exercise's cases and explain the first failure.
 
-For each case the learner's function runs on copies of the inputs, watched (see sandbox). Its result is
-compared with the reference's; on a difference the explanation is, in order of preference: a named
-mistake the output matches, a future-token leak found by perturbing later positions, a transposed or
-constant-multiple or shifted-by-one result, and otherwise the first wrong value.
+A check is two steps, so that the verdict can be reached outside the learner's process when grading:
+- `observe(ex, fn, case)` runs the learner's function on copies of the inputs, watched (see sandbox and
+  structure), and records an Observation: the result, or the error, printed output, inputs changed in place,
+  what torch calls it made, and the runs on variants of the case the judge may need (probes);
+- `judge(ex, case, obs)` compares the observation with the reference. On a difference the explanation is, in
+  order of preference: a named mistake the output matches, a future-token leak found by perturbing later
+  positions, a transposed or constant-multiple or shifted-by-one result, and otherwise the first wrong value.
+  A right result must also pass the exercise's structure rules (token by token, no T x T matrix, ...).
 """
 import contextlib
 import difflib
@@ -16,10 +20,12 @@ from pathlib import Path
 import torch
 
 from . import grading_mode
-from .cases import GATE_INPUTS, output_only
+from .cases import GATE_INPUTS, Case, output_only
 from .compare import close, compare, matches
 from .exercises import EXERCISES
+from .observation import Observation
 from .sandbox import BoundedBuffer, clone_tree, code_objects, mutated_inputs, run_watched
+from .structure import TorchWatch
 
 _FORBIDDEN = {name: code_objects(ex.answers) for name, ex in EXERCISES.items()}
 _NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent))
@@ -125,23 +131,37 @@ def _parts(result, time_dims):
     return []
 
 
-def leak_probe(ex, fn, case):
-    """The first output position that changes when only later inputs change, as (i, p), or None."""
-    options = output_only(case)
-    seq = {n: d for n, d in ex.seq_inputs.items() if isinstance(case.inputs.get(n), torch.Tensor)}
-    if not seq:
-        return None
+def leak_variant(ex, case, p):
+    """The case with the sequence inputs after position p changed (p = None: unchanged), without the final state."""
+    seq = _seq_inputs(ex, case)
+    inputs = {n: _perturb(n, x, seq[n], p) if (n in seq and p is not None) else x for n, x in case.inputs.items()}
+    return Case(inputs, output_only(case), case.note)
+
+
+def _seq_inputs(ex, case):
+    return {n: d for n, d in ex.seq_inputs.items() if isinstance(case.inputs.get(n), torch.Tensor)}
+
+
+def _leak_positions(ex, case):
+    seq = _seq_inputs(ex, case)
+    if not ex.causal or not seq:
+        return 0
     name, dim = next(iter(seq.items()))
-    T = case.inputs[name].shape[dim]
-    forbidden = _FORBIDDEN[ex.name]
-    base = run_watched(fn, list(clone_tree(case.inputs).values()), clone_tree(options), forbidden)
-    if base.error or base.forbidden:
+    return case.inputs[name].shape[dim]
+
+
+def leak_probe(ex, case, obs):
+    """The first output position that changes when only later inputs change, as (i, p), or None."""
+    T = _leak_positions(ex, case)
+    if T < 2:
+        return None
+    base = obs.probe("leak:base", leak_variant(ex, case, None))
+    if base is None or not base.ran:
         return None
     base_parts = _parts(base.result, ex.time_dims)
     for p in range(T - 1):
-        inputs = {n: _perturb(n, x, seq[n], p) if n in seq else clone_tree(x) for n, x in case.inputs.items()}
-        run = run_watched(fn, list(inputs.values()), clone_tree(options), forbidden)
-        if run.error or run.forbidden:
+        run = obs.probe(f"leak:{p}", leak_variant(ex, case, p))
+        if run is None or not run.ran:
             return None
         for (before, d), (after, _) in zip(base_parts, _parts(run.result, ex.time_dims)):
             if not isinstance(after, torch.Tensor) or after.shape != before.shape:
@@ -152,6 +172,17 @@ def leak_probe(ex, fn, case):
             if not same.all():
                 return int((~same).nonzero()[0][d]), p
     return None
+
+
+def probe_cases(ex, case):
+    """{key: variant case} of every extra run the judge may ask for: leak probes and the structure rules' probes."""
+    variants = {}
+    if _leak_positions(ex, case) >= 2:
+        variants["leak:base"] = leak_variant(ex, case, None)
+        variants.update({f"leak:{p}": leak_variant(ex, case, p) for p in range(_leak_positions(ex, case) - 1)})
+    for rule in ex.structure:
+        variants.update(rule.variants(case))
+    return variants
 
 
 def _first_bad_part(expected, got, time_dims):
@@ -220,14 +251,15 @@ def named_mistake(ex, case, got):
     return None
 
 
-def explain(ex, fn, case, expected, got, problem):
+def explain(ex, case, expected, obs, problem):
     """The best explanation of a wrong result, with the plain difference after it."""
+    got = obs.result
     if problem.kind != "dtype":
         mistake = named_mistake(ex, case, got)
         if mistake:
             return f"{mistake}.\n({problem.message})"
     if ex.causal and problem.kind in ("values", "nonfinite"):
-        leak = leak_probe(ex, fn, case)
+        leak = leak_probe(ex, case, obs)
         if leak:
             i, p = leak
             return (f"future tokens leak into the output: the output at {ex.time_word} {i} changes when only the"
@@ -246,32 +278,89 @@ def explain(ex, fn, case, expected, got, problem):
     return problem.message
 
 
-def run_case(ex, fn, case):
-    """None if fn passes this case, else what went wrong."""
-    expected = ex.reference(*clone_tree(case.inputs).values(), **clone_tree(case.options))
+def _run(ex, fn, case):
+    """One watched call of fn on copies of the case's inputs, as an Observation (without probes)."""
     inputs, options = clone_tree(case.inputs), clone_tree(case.options)
-    run = run_watched(fn, list(inputs.values()), options, _FORBIDDEN[ex.name])
-    if run.forbidden:
-        message = (f"your function calls linattn_ref's `{run.forbidden.split('.')[-1]}` ({run.forbidden}), which"
+    watch = TorchWatch()
+    with watch:
+        run = run_watched(fn, list(inputs.values()), options, _FORBIDDEN[ex.name])
+    obs = Observation(result=run.result, forbidden=run.forbidden, output=run.output, facts=watch.facts())
+    if run.error is not None:
+        obs.error, obs.not_attempted = _error_message(ex, run.error), _not_attempted(run.error)
+    obs.mutated = mutated_inputs({**case.inputs, **case.options}, {**inputs, **options})
+    return obs
+
+
+def observe(ex, fn, case, eager=False):
+    """Run the learner's fn on one case in this process and record what it did (see observation.py).
+
+    eager: also run every probe the judge may ask for (leak probes, structure probes), so that the observation can
+    be judged elsewhere; otherwise probes run on demand, here, when the judge asks.
+    """
+    if not accepts(fn, case.optional_params()):
+        return Observation(skipped=True)
+    with quiet():
+        obs = _run(ex, fn, case)
+        if eager:
+            obs.probes = {key: _run(ex, fn, variant) for key, variant in probe_cases(ex, case).items()}
+
+    def rerun(key, variant):
+        with quiet():
+            return _run(ex, fn, variant)
+    obs.rerun = rerun
+    return obs
+
+
+def skipped(case, obs, params=None):
+    """Whether a case does not apply: the function does not take an optional argument the case passes.
+
+    params None trusts the observation (self-study: it was made here); otherwise params are the names of the
+    parameters the notebook's version of the function takes, read from the notebook by the grader.
+    """
+    if params is None:
+        return obs.skipped
+    return not set(case.optional_params()) <= set(params)
+
+
+def judge(ex, case, obs, params=None):
+    """None if the observation shows a right answer to this case, else the tutor's explanation. Never calls fn."""
+    if skipped(case, obs, params):
+        return None
+    if obs.skipped:
+        return "the check did not run this case: the function was not called with all its arguments."
+    with quiet():
+        return _judge(ex, case, obs)
+
+
+def _judge(ex, case, obs):
+    expected = ex.reference(*clone_tree(case.inputs).values(), **clone_tree(case.options))
+    if obs.forbidden:
+        message = (f"your function calls linattn_ref's `{obs.forbidden.split('.')[-1]}` ({obs.forbidden}), which"
                    " computes this answer for you; the exercise is to write it yourself with torch operations.")
-    elif run.error is not None:
-        message = _error_message(ex, run.error)
+    elif obs.error is not None:
+        message = obs.error
     else:
-        changed = mutated_inputs({**case.inputs, **case.options}, {**inputs, **options})
-        problem = compare(expected, run.result, _result_names(ex, case, expected), _time_dims(ex, case),
+        problem = compare(expected, obs.result, _result_names(ex, case, expected), _time_dims(ex, case),
                           ex.time_word)
-        if changed:
-            message = (f"your function changed its input {', '.join(changed)} in place (an in-place operation such"
-                       " as +=, [...] = or a method ending in _): the caller's tensors must stay as they were;"
+        if obs.mutated:
+            message = (f"your function changed its input {', '.join(obs.mutated)} in place (an in-place operation"
+                       " such as +=, [...] = or a method ending in _): the caller's tensors must stay as they were;"
                        " compute a new tensor instead (x = x + ..., or .clone() first).")
         elif problem is None:
-            return None
+            message = next((m for rule in ex.structure if (m := rule.verdict(case, obs))), None)
+            if message is None:
+                return None
         else:
-            message = explain(ex, fn, case, expected, run.result, problem)
-    if run.output.strip():
-        shown = run.output[:OUTPUT_SHOWN] + ("..." if len(run.output) > OUTPUT_SHOWN else "")
+            message = explain(ex, case, expected, obs, problem)
+    if obs.output.strip():
+        shown = obs.output[:OUTPUT_SHOWN] + ("..." if len(obs.output) > OUTPUT_SHOWN else "")
         message += f"\nYour function printed (captured, shown here only):\n{shown}"
     return message
+
+
+def run_case(ex, fn, case):
+    """None if fn passes this case, else what went wrong (observe and judge in this process)."""
+    return judge(ex, case, observe(ex, fn, case))
 
 
 def check(exercise_id, fn, hidden=False):
@@ -292,17 +381,19 @@ def check(exercise_id, fn, hidden=False):
         raise AssertionError(failure)
 
 
-def _first_failure(ex, fn, hidden):
+def case_label(ex, n, n_cases):
     n_visible = len(ex.cases())
+    if n < n_visible:
+        return f"visible case {n + 1} of {n_visible}"
+    return f"held-out case {n - n_visible + 1} of {n_cases - n_visible}"
+
+
+def _first_failure(ex, fn, hidden):
     cases = ex.cases(hidden)
     for n, case in enumerate(cases):
-        if not accepts(fn, case.optional_params()):
-            continue  # the notebook's version leaves these optional arguments out
         message = run_case(ex, fn, case)
         if message:
-            label = (f"visible case {n + 1} of {n_visible}" if n < n_visible
-                     else f"held-out case {n - n_visible + 1} of {len(cases) - n_visible}")
-            return f"{ex.name}: {label} [{case.describe()}]:\n{message}"
+            return f"{ex.name}: {case_label(ex, n, len(cases))} [{case.describe()}]:\n{message}"
     return None
 
 

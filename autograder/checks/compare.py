@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .observation import Foreign
+
 # (rtol, atol) by the dtype of the expected result; values are compared in float64,
 # |got - expected| <= atol + rtol * |expected| as in torch.testing.assert_close.
 TOLERANCES = {
@@ -29,14 +31,23 @@ class Problem:
     position: int = None  # for "nonfinite" and "values": where along the time axis the first difference is
 
 
+def module_of(x):
+    """The module of x's type; for a value observed in another process (a Foreign), the module it had there."""
+    return x.module if isinstance(x, Foreign) else type(x).__module__
+
+
 def kind_of(x):
     """A few words for what x is: 'a tensor of shape [2, 3] and dtype torch.float32', 'a list of 3 items'."""
     if x is None:
         return "None"
     if isinstance(x, torch.Tensor):
         return f"a tensor of shape {list(x.shape)} and dtype {x.dtype}"
-    if type(x).__module__ == "numpy":
-        return f"a numpy {type(x).__name__}" + (f" of shape {list(x.shape)}" if hasattr(x, "shape") else "")
+    if module_of(x) == "numpy":
+        name = x.name if isinstance(x, Foreign) else type(x).__name__
+        shape = x.shape if isinstance(x, Foreign) else getattr(x, "shape", None)
+        return f"a numpy {name}" + (f" of shape {list(shape)}" if shape is not None else "")
+    if isinstance(x, Foreign):
+        return f"{x.name} {x.text}"[:80]
     if isinstance(x, (tuple, list)):
         return f"a {type(x).__name__} of {len(x)} item{'s' if len(x) != 1 else ''}"
     return f"{type(x).__name__} {x!r}"[:80]
@@ -95,7 +106,7 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
         hint = ""
         if got is None:
             hint = " Did you forget `return`?"
-        elif type(got).__module__ == "numpy":
+        elif module_of(got) == "numpy":
             hint = " Stay in torch (torch operations, not numpy), so the result is a torch.Tensor."
         elif isinstance(got, (list, tuple)):
             hint = " Build the tensor with torch.stack(...) / torch.cat(...) rather than returning a Python list."

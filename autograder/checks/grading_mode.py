@@ -54,8 +54,8 @@ def _save(data, path):
 def record_check(exercise_id, fn, hidden):
     """Observe `fn` on the grader's cases of `exercise_id` and write the observations (nothing when there are
     no cases for that id: the grader then finds no observation and says so)."""
-    from .api_shim import case_from_payload, exercise, observe
-    from .checker import quiet
+    from .cases import Case
+    from .checker import exercise, observe
 
     folder = exchange()
     try:
@@ -65,15 +65,11 @@ def record_check(exercise_id, fn, hidden):
         return None
     payloads = drawn["visible"] + (drawn["hidden"] if hidden else [])
     observations = []
-    with quiet():
-        for payload in payloads:
-            try:
-                observations.append(observe(ex, fn, case_from_payload(payload), eager=True).to_payload())
-            except BaseException as err:  # noqa: BLE001  a KeyboardInterrupt (the timeout) stops the cell as usual
-                if isinstance(err, KeyboardInterrupt):
-                    raise
-                observations.append({"skipped": False, "error": {"type": type(err).__name__,
-                                                                "message": f"the check could not run: {err}"}})
+    for payload in payloads:
+        try:
+            observations.append(observe(ex, fn, Case.from_payload(payload), eager=True).to_payload())
+        except Exception as err:  # the grader says "could not run"; a KeyboardInterrupt (the timeout) stops the cell
+            observations.append({"error": f"the check could not run your function: {type(err).__name__}: {err}"})
     name = f"{exercise_id}.{'hidden' if hidden else 'visible'}.pt"
     try:
         _save(observations, folder / "observations" / name)
