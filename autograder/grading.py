@@ -281,7 +281,7 @@ def export(root, state, path):
                         for g in nb.grades:
                             row[item_column(assignment.name, nb.name, g.name)] = g.score
                 row["notes"] = "; ".join(entry["notes"]) if entry else ""
-                row["flags"] = "; ".join(entry.get("flags", [])) if entry else ""
+                row["flags"] = "; ".join(entry.get("flags", []) + entry.get("similar", [])) if entry else ""
                 rows.append(row)
     fields = ["student", "assignment", "score", "max_score", "autograded", "max_autograded", "needs_manual_grade",
               "status", "notes", "flags", *items]
@@ -446,6 +446,24 @@ def record(state, sub, h, answer, report):
         "seeds": answer.get("seeds", {}), "feedback": entry.get("feedback"), "seconds": answer.get("seconds")}
 
 
+def flag_similar(root, state, assignments, report):
+    """Flag answers near-identical to the reference or a classmate's (autograder.similarity), over everyone
+    graded so far in these assignments; the flags are recomputed each run, so a later copier flags both."""
+    from . import similarity  # imports torch: only when there is something to compare
+
+    for assignment in sorted(assignments):
+        try:
+            found = similarity.flags(root, assignment)
+        except Exception as err:  # a flag is advice: its failure must not stop the grades
+            report.append(f"{assignment}: the similarity check failed ({type(err).__name__}: {err}); no copy flags")
+            continue
+        for name, entry in state["submissions"].items():
+            student, _, entry_assignment = name.rpartition("/")
+            if entry_assignment == assignment:
+                entry["similar"] = found.get(student, [])
+                report.extend(f"{student}: {assignment}: flagged: {flag}" for flag in entry["similar"])
+
+
 def grade(submissions, out, jobs=None, timeout=None, memory_mb=DEFAULT_MEMORY_MB, force=False, stream=sys.stdout):
     """Grade everything new or changed in SUBMISSIONS into OUT; return the exit status (1 if a job failed)."""
     os.environ.update({k: v for k, v in ops.nbgrader_env().items() if k in ("PATH", "PYTHONPATH")})
@@ -483,6 +501,9 @@ def grade(submissions, out, jobs=None, timeout=None, memory_mb=DEFAULT_MEMORY_MB
                     save_state(out, state)
                 else:
                     report.append(f"{student}: {assignment}: feedback failed: {answer['error']}")
+
+            flag_similar(root, state, {sub.assignment for sub, _ in todo}, report)
+            save_state(out, state)
 
             run_jobs(pool, [({"kind": "feedback", "student": s, "assignment": a}, (s, a, sig))
                             for s, a, sig in stale_feedback(root, state)],

@@ -1,7 +1,8 @@
 """What a submission's code reaches for, read with `ast` (never run), and the copy of linattn_ref it runs with.
 
 static_check(nb, assignment) -> ({exercise_id: reason}, [flag, ...])
-    The cell that defines the function given to `check(exercise_id, fn)` is that exercise's answer. Found in it,
+    The cell that defines the function given to `check(exercise_id, fn)` is that exercise's answer (in notebook 09,
+    where the notebook gives that function, the kernel cell the learner writes above it). Found in it,
     each of these scores 0 for the exercise, with the reason (none is needed to write an answer; each is a way
     to run the reference instead): a linattn_ref function that computes the answer (an attribute, an import, a
     getattr with its name), linattn_ref.triton in the Triton exercises, importlib / __import__ /
@@ -130,24 +131,38 @@ def _source_cells(assignment, name):
     return {c.get("id"): c.source for c in nbformat.read(path, as_version=4).cells}
 
 
-def static_check(nb, assignment, name=None):
-    """({exercise id: reason to score it 0}, [flags]) for one submitted notebook (see the module's doc)."""
+def answer_cells(nb):
+    """{exercise id: indices of the cells holding the learner's answer}: the cell that defines the function its
+    graded cell checks, or, where that cell is the notebook's own (a locked launcher, notebook 09), the solution
+    cells between the previous graded cell and it (the kernel the learner writes)."""
     from .verdict import graded_cells
 
-    source = _source_cells(assignment, name or assignment)
-    refused, flags, owner = {}, [], {}
-    checked = {}  # index of the defining cell -> exercise ids it answers
+    found, previous = {}, -1
     for index, _, calls in graded_cells(nb):
         for call in calls or ():
-            if call.kind != "check" or not call.fn:
+            if call.kind != "check" or not call.fn or call.id in found:
                 continue
-            for i in range(index - 1, -1, -1):  # the last cell above that defines the function
+            for i in range(index - 1, previous, -1):  # the last cell above that defines the function
                 cell = nb.cells[i]
                 tree = _parse(cell.source) if cell.cell_type == "code" else None
                 if tree is not None and call.fn in _defined(tree):
-                    checked.setdefault(i, set()).add(call.id)
-                    owner[call.id] = i
+                    if not cell.metadata.get("nbgrader", {}).get("locked"):
+                        found[call.id] = [i]
+                    else:
+                        found[call.id] = [j for j in range(previous + 1, i) if nb.cells[j].cell_type == "code"
+                                          and nb.cells[j].metadata.get("nbgrader", {}).get("solution")]
                     break
+        previous = index
+    return found
+
+
+def static_check(nb, assignment, name=None):
+    """({exercise id: reason to score it 0}, [flags]) for one submitted notebook (see the module's doc)."""
+    source = _source_cells(assignment, name or assignment)
+    refused, flags, checked = {}, [], {}  # checked: index of a defining cell -> the exercise ids it answers
+    for ex_id, cells in answer_cells(nb).items():
+        for i in cells:
+            checked.setdefault(i, set()).add(ex_id)
     for i, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or meta.get("locked"):
@@ -162,7 +177,7 @@ def static_check(nb, assignment, name=None):
         for ex_id in sorted(checked.get(i, ())):
             reasons = _reasons(used, ex_id)
             if reasons:
-                refused[ex_id] = "its code " + "; ".join(reasons) + " (found in the cell that defines it)."
+                refused[ex_id] = "its code " + "; ".join(reasons) + " (found in its answer cell)."
         if i not in checked:
             others = sorted({r for ex_id in _notebook_exercises(assignment) for r in _reasons(used, ex_id)})
             if others:
