@@ -148,6 +148,8 @@ class PrepareVerdict(Preprocessor):
         if not _configured(self):
             return nb, resources
         folder = _exchange(self)
+        if folder.is_symlink():  # a kernel of an earlier notebook may have put a link here: never follow it
+            folder.unlink()
         shutil.rmtree(folder, ignore_errors=True)  # nothing left from the previous notebook
         (folder / "cases").mkdir(parents=True)
         seed = self.seed or secrets.randbelow(2**31 - 1) + 1
@@ -170,7 +172,7 @@ class PrepareVerdict(Preprocessor):
 def _load(path):
     """Plain data the kernel wrote, or None. Only torch.load(weights_only=True): never unpickle kernel data."""
     try:
-        if not path.is_file() or path.stat().st_size > MAX_READ:
+        if path.is_symlink() or path.parent.is_symlink() or not path.is_file() or path.stat().st_size > MAX_READ:
             return None
         return torch.load(path, weights_only=True)
     except Exception:
@@ -267,7 +269,10 @@ class JudgeVerdict(Preprocessor):
                     message = judge_answer(call, _load(folder / call.file))
                 if message:
                     break
-            kept = [o for o in cell.outputs if o.get("output_type") == "error" and o.get("ename") in INCIDENTS]
+            errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+            if message and "did not run" in message and errors:  # say why, as the kernel saw it (a timeout...)
+                message += f"\n(The cell stopped with {errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]})"
+            kept = [o for o in errors if o.get("ename") in INCIDENTS]
             cell.outputs = kept + ([error_output(message)] if message else [])
         notes += [f"{ex_id}: scored 0: {reason}" for ex_id, reason in refused.items()]
         nb.metadata["autograder"] = {"seed": state["seed"], "notes": notes, "flags": flags}

@@ -275,3 +275,48 @@ def test_stripped_reference_refuses_the_answers_and_keeps_what_later_exercises_b
     stripped = static_check.stripped_functions("01_causal_masks")
     assert "causal_mask" not in stripped["linattn_ref.masks"]  # the reference of masked_scores builds on it
     assert "masked_scores" in stripped["linattn_ref.masks"]
+
+
+def observations(ex_id, fn, cases):
+    from autograder.checks.checker import exercise, observe
+    return [observe(exercise(ex_id), fn, c, eager=True).to_payload() for c in cases]
+
+
+def right_masked_scores(q, k, scale=None):
+    import torch
+
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    T = q.shape[-2]
+    return (q @ k.mT * scale).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+
+
+def test_judge_passes_a_right_answer_and_refuses_forged_records():
+    from autograder.checks.checker import exercise
+
+    ex = exercise("masked_scores")
+    every, n = ex.cases(hidden=True, seed=7), len(ex.cases(seed=7))
+    drawn, call = (every[:n], every[n:]), verdict.Call("check", "masked_scores", True, "masked_scores")
+    assert verdict.judge_check(call, drawn, observations("masked_scores", right_masked_scores, every)) is None
+    assert "did not run" in verdict.judge_check(call, drawn, None)
+    assert "did not run" in verdict.judge_check(call, drawn, observations("masked_scores", right_masked_scores,
+                                                                            every[:n]))  # the held-out ones missing
+    forged = [{"skipped": True}] * len(every)  # "my function takes none of these arguments": no case has any
+    assert verdict.judge_check(call, drawn, forged).endswith("the check did not run this case.")
+    wrong = observations("masked_scores", lambda q, k, scale=None: right_masked_scores(q, k, scale).mT, every)
+    message = verdict.judge_check(call, drawn, wrong)  # the upper triangle: explained from the kernel's probe runs
+    assert message.startswith("masked_scores: visible case 1 of 3") and "future tokens leak" in message, message
+
+
+def test_records_are_read_only_as_plain_data(tmp_path):
+    import torch
+
+    (tmp_path / "answers").mkdir()
+    torch.save({"value": 6}, tmp_path / "answers" / "ok.pt")
+    assert verdict._load(tmp_path / "answers" / "ok.pt") == {"value": 6}
+    (tmp_path / "answers" / "link.pt").symlink_to(tmp_path / "answers" / "ok.pt")
+    assert verdict._load(tmp_path / "answers" / "link.pt") is None  # a link could point anywhere
+    torch.save({"value": verdict.Call("answer", "x")}, tmp_path / "answers" / "object.pt")  # needs unpickling
+    assert verdict._load(tmp_path / "answers" / "object.pt") is None
+    assert verdict.judge_answer(verdict.Call("answer", "01.keys_met_by_query_5"), {"value": 6}) is None
+    assert "not the expected answer" in verdict.judge_answer(verdict.Call("answer", "01.keys_met_by_query_5"),
+                                                             {"value": 5})
