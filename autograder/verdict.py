@@ -51,11 +51,11 @@ class Call:
     hidden: bool = False
     fn: str = ""  # the name of the function a check is given (its defining cell is the exercise's answer)
 
-    @property
-    def file(self):
+    def file(self, count):
+        """Where the kernel records this call made from the cell run as In [count] (see grading_mode)."""
         if self.kind == "check":
-            return Path("observations") / f"{self.id}.{'hidden' if self.hidden else 'visible'}.pt"
-        return Path("answers") / f"{self.id}.pt"
+            return Path("observations") / f"{self.id}.{'hidden' if self.hidden else 'visible'}.{count}.pt"
+        return Path("answers") / f"{self.id}.{count}.pt"
 
     def text(self):
         if self.kind == "answer":
@@ -258,15 +258,15 @@ class JudgeVerdict(Preprocessor):
                 notes.append(f"cell {label}: holds code the grader cannot judge outside the kernel; its own outputs"
                              " decide its score")
                 continue
-            message = None
+            message, count = None, cell.get("execution_count")
             for call in calls:
                 if call.kind == "check" and call.id in refused:
                     message = f"{call.id}: {refused[call.id]}"
                 elif call.kind == "check":
-                    message = judge_check(call, state["cases"][call.id], _load(folder / call.file),
+                    message = judge_check(call, state["cases"][call.id], _load(folder / call.file(count)),
                                           function_params(nb, index, call.fn))
                 else:
-                    message = judge_answer(call, _load(folder / call.file))
+                    message = judge_answer(call, _load(folder / call.file(count)))
                 if message:
                     break
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
