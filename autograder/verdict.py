@@ -40,6 +40,7 @@ from .static_check import static_check, stripped_reference
 
 MAX_READ = 64 * 2**20  # bytes of one observation file the grader reads; more is a forged or runaway file
 INCIDENTS = ("CellTimeoutError", "DeadKernelError", "NotRun")  # ResilientExecute's own errors: kept
+STRIPPED = "is not available while"  # the words of the stripped linattn_ref's refusal (static_check._Strip)
 
 __all__ = ["PrepareVerdict", "JudgeVerdict", "expected_calls", "stripped_reference"]
 
@@ -233,6 +234,11 @@ def judge_check(call, drawn, data, params=None):
     return None
 
 
+def _stripped_note(output):
+    return NotebookNode(output_type="stream", name="stdout",
+                        text=f"(not run while grading: {output.get('evalue')})\n")
+
+
 def error_output(message):
     return NotebookNode(output_type="error", ename="AssertionError", evalue=message,
                         traceback=[f"AssertionError: {message}"])
@@ -274,6 +280,10 @@ class JudgeVerdict(Preprocessor):
                 message += f"\n(The cell stopped with {errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]})"
             kept = [o for o in errors if o.get("ename") in INCIDENTS]
             cell.outputs = kept + ([error_output(message)] if message else [])
+        for cell in nb.cells:  # a demonstration that calls a stripped function: say so, not a traceback
+            if cell.cell_type == "code" and not cell.metadata.get("nbgrader", {}).get("grade"):
+                cell.outputs = [_stripped_note(o) if STRIPPED in str(o.get("evalue", "")) else o
+                                for o in cell.get("outputs", [])]
         notes += [f"{ex_id}: scored 0: {reason}" for ex_id, reason in refused.items()]
         nb.metadata["autograder"] = {"seed": state["seed"], "notes": notes, "flags": flags}
         return nb, resources
