@@ -14,3 +14,8 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "
 # The timeout that takes effect for autograding and validation (not ExecutePreprocessor.timeout).
 c.Execute.timeout = 60
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# Validate and autograde wait on the kernel's sockets without the lost wake-up that stalled headless runs for a
+# whole cell timeout right after widget cells (see autograder/execute.py).
+from autograder.execute import fix_lost_wakeups  # noqa: E402
+
+fix_lost_wakeups()

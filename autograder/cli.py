@@ -84,8 +84,9 @@ def parser():
                              description="Run a copy of each notebook in NOTEBOOK_DIR (your files are not changed;"
                              " save them first) and print which graded checks pass, with points. Hidden tests are"
                              " not in your notebooks: the final grade may still differ.")
-    pr.add_argument("notebook_dir", nargs="?", default=str(ops.RELEASE),
-                    help="a folder of notebooks, or one notebook (default: %(default)s)")
+    pr.add_argument("notebook_dir", nargs="?", default=None,
+                    help="a folder of notebooks, or one notebook (default: the folder you are in when it holds"
+                         f" notebooks, else {ops.RELEASE})")
     pr.add_argument("--timeout", type=int, default=None,
                     help=f"seconds a cell may run (default: {ops.CELL_TIMEOUT})")
     pr.set_defaults(run=progress)

@@ -16,6 +16,8 @@ import copy
 import os
 import resource
 import subprocess
+import time
+from queue import Empty
 
 from nbclient.client import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -25,6 +27,37 @@ from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, Unicode
 
 KERNEL_LOST = (DeadKernelError, CellTimeoutError)
+POLL_SLICE_S = 0.5  # longest wait on a kernel socket before looking again for a message that is already there
+
+
+def fix_lost_wakeups():
+    """Wait on the kernel's sockets in slices of POLL_SLICE_S, so that a missed wake-up costs half a second.
+
+    jupyter_client's async channel waits for a message with one `await socket.poll(timeout)`. Right after a
+    widget cell (comm messages on iopub while the execute reply arrives on shell) that poll sometimes misses the
+    reply already queued on the socket and only sees it when its timeout runs out: headless execution of
+    notebooks 05 and 06 stalled for the whole cell timeout in about 1 run of 8, then went on without an error
+    (nbclient issue 312). Polling again after each slice finds the queued reply. Applied once per process, to
+    every client built on jupyter_client (nbclient, nbgrader's Validate and autograde, nbconvert).
+    """
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    original = AsyncZMQSocketChannel.get_msg
+    if getattr(original, "sliced", False):
+        return
+
+    async def get_msg(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await original(self, timeout=POLL_SLICE_S if left is None else min(POLL_SLICE_S, left))
+            except Empty:
+                if left is not None and left <= POLL_SLICE_S:
+                    raise
+
+    get_msg.sliced, get_msg.__wrapped__ = True, original
+    AsyncZMQSocketChannel.get_msg = get_msg
 INCIDENTS = ("CellTimeoutError", "DeadKernelError", "NotRun")  # enames of the errors written here
 
 
@@ -49,6 +82,7 @@ class ResilientExecute(Execute):
                            " the kernel's observations out (see autograder.verdict); empty: none.").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
+        fix_lost_wakeups()
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)

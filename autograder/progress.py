@@ -4,11 +4,17 @@ Each notebook is copied to a temporary folder and run there top to bottom (your 
 them first), in the same kernel set-up the grader uses; a graded cell is scored by nbgrader's own rule (an error
 or anything written to stderr scores 0). Hidden tests live only in the instructor's copy: a final grade can
 still be lower than what this shows.
+
+With no folder named, the folder it is run from is checked when it holds notebooks (else the course's own
+`course/`). Checkpoints are left out, and so are copies of a notebook ("05_x-Copy1.ipynb", a backup folder):
+a copy is a notebook with the same graded cells as another; the one checked is the one named like its folder,
+then the least deep, then the newest. Two notebooks run at a time, each in its own kernel.
 """
 import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
@@ -18,15 +24,50 @@ from tqdm import tqdm
 from . import nbgrader_ops as ops
 from .execute import ResilientExecute
 
+JOBS = 2  # notebooks run at once: one per core of a small laptop
+
+
+def default_target(cwd=None):
+    """The folder progress checks when none is named: cwd when it holds notebooks, else the course's course/."""
+    cwd = Path(cwd or os.getcwd())
+    return cwd if any(_candidates(cwd)) else ops.RELEASE
+
+
+def _candidates(folder):
+    return (p for p in Path(folder).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def _grade_ids(path):
+    """The graded cells' ids of a notebook (None if it cannot be read: it is checked, and reported broken)."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:
+        return None
+    return frozenset(c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells
+                     if c.metadata.get("nbgrader", {}).get("grade"))
+
 
 def notebooks_in(target):
-    """The notebooks to check: `target` itself, or every notebook under it (checkpoints left out), sorted."""
+    """(notebooks to check, sorted; {skipped copy: the notebook it copies}) for `target`, a notebook or a folder."""
     target = Path(target)
     if target.is_file():
-        return [target]
+        return [target], {}
     if not target.is_dir():
         raise FileNotFoundError(f"{target} is neither a notebook nor a folder")
-    return sorted(p for p in target.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    groups = {}
+    for path in _candidates(target):
+        ids = _grade_ids(path)
+        groups.setdefault(ids if ids else path, []).append(path)  # no graded cells or unreadable: on its own
+
+    def preference(p):
+        return (p.stem != p.parent.name, len(p.relative_to(target).parts), -p.stat().st_mtime, str(p))
+
+    keep, copies = [], {}
+    for paths in groups.values():
+        first, *rest = sorted(paths, key=preference)
+        keep.append(first)
+        copies.update({p: first for p in rest})
+    return sorted(keep), copies
 
 
 def run_copy(path, timeout):
@@ -41,23 +82,15 @@ def run_copy(path, timeout):
     return nb
 
 
-def reason(cell, width=110):
-    """Why a graded cell failed, in one line: the check's explanation, or the error's first line."""
+def reason(cell):
+    """Why a graded cell failed, in full: the check's explanation (without its traceback), or the error."""
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
-            lines = [line.strip() for line in str(out.get("evalue", "")).splitlines() if line.strip()]
-            if out.ename == "AssertionError" and lines:  # a check's explanation; a case header ends with ":"
-                text = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
-            else:
-                text = f"{out.ename}: {lines[0] if lines else ''}"
-            break
+            text = str(out.get("evalue", "")).strip()
+            return text if out.ename == "AssertionError" and text else f"{out.ename}: {text}"
         if out.get("output_type") == "stream" and out.get("name") == "stderr":
-            text = "wrote to stderr (a graded cell that does scores 0): " + out.text.strip()
-            break
-    else:
-        return ""
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
+            return "wrote to stderr (a graded cell that does scores 0): " + out.text.strip()
+    return ""
 
 
 def graded_cells(nb):
@@ -75,7 +108,11 @@ def graded_cells(nb):
     return rows
 
 
-def table(results):
+def _indented(text, prefix="        "):
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def table(results, copies=()):
     """The printed report: one block per notebook (named by its path, NN_x/NN_x.ipynb as NN_x), then the totals."""
     lines, got, total, hand = [], 0.0, 0.0, 0.0
     for name, rows in results:
@@ -93,29 +130,48 @@ def table(results):
             else:
                 lines.append(f"  {'pass' if score == points else 'FAIL':<5} {grade_id:<36} {score:>3g} / {points:g}")
                 if why:
-                    lines.append(f"        {why}")
+                    lines.append(_indented(why))
+    for copy, original in copies:
+        lines.append(f"skipped {copy}: a copy of {original}")
     lines.append(f"\ntotal: {got:g} / {total:g} autograded points" + (f", plus {hand:g} points of written answers"
                                                                         " graded by hand" if hand else ""))
     return "\n".join(lines)
 
 
-def progress(target=ops.RELEASE, timeout=None, stream=sys.stdout):
-    """Check every notebook in `target` and print the table; returns 0 (1 if there was nothing to check)."""
-    # The kernels import linattn_ref and autograder even where the course is not installed as a package.
-    os.environ.update({k: v for k, v in ops.nbgrader_env().items() if k in ("PATH", "PYTHONPATH")})
-    target = Path(target)
-    paths = notebooks_in(target)
+def _check_one(path, timeout):
+    """(graded rows, or the reason the notebook could not be checked) of one notebook; runs in a worker process."""
+    try:
+        return graded_cells(run_copy(path, timeout))
+    except Exception as err:  # a broken file: say so and go on with the others
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        return f"{type(err).__name__}: {first_line}"
+
+
+def _name(path, target):
+    rel = path.relative_to(target).with_suffix("") if path != target else Path(path.stem)
+    return rel.parent.as_posix() if rel.parent.name == rel.name else rel.as_posix()
+
+
+def progress(target=None, timeout=None, stream=sys.stdout, jobs=JOBS):
+    """Check every notebook in `target` (default: see default_target) and print the table; returns 0 (1 if there
+    was nothing to check)."""
+    # The kernels import linattn_ref and autograder even where the course is not installed as a package, and
+    # run in fast mode (notebook 10 trains a few steps only): progress is about the exercises' verdicts.
+    os.environ.update({k: v for k, v in ops.nbgrader_env().items() if k in ("PATH", "PYTHONPATH", "LINATTN_FAST")})
+    target = Path(target) if target is not None else default_target()
+    paths, copies = notebooks_in(target)
     if not paths:
         print(f"no notebooks in {target}", file=sys.stderr)
         return 1
-    results = []
-    for path in tqdm(paths, desc="running", unit="nb", file=sys.stderr):
-        rel = path.relative_to(target).with_suffix("") if path != target else Path(path.stem)
-        name = rel.parent.as_posix() if rel.parent.name == rel.name else rel.as_posix()
-        try:
-            results.append((name, graded_cells(run_copy(path, timeout or ops.CELL_TIMEOUT))))
-        except Exception as err:  # a broken file: say so and go on with the others
-            first_line = (str(err).strip().splitlines() or [""])[0]
-            results.append((name, f"{type(err).__name__}: {first_line}"))
-    print(table(results), file=stream)
+    print(f"checking {len(paths)} notebook{'s' if len(paths) != 1 else ''} in {target.resolve()}", file=sys.stderr)
+    results = {}
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(paths)))) as pool, \
+            tqdm(total=len(paths), desc="checking", unit="nb", file=sys.stderr) as bar:
+        futures = {pool.submit(_check_one, path, timeout or ops.CELL_TIMEOUT): path for path in paths}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.set_postfix_str(_name(futures[future], target))
+            bar.update()
+    skipped = [(c.relative_to(target).as_posix(), o.relative_to(target).as_posix()) for c, o in sorted(copies.items())]
+    print(table([(_name(p, target), results[p]) for p in paths], skipped), file=stream)
     return 0

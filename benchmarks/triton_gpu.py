@@ -35,6 +35,8 @@ B, H, D = 4, 16, 128
 CHECK_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768]
 FAMILIES = ["linear", "retention", "gla"]
+# per-head decays from strong to weak: 0.1 takes the decay matrix, the others the factored form, in one launch
+MIXED_GAMMAS = [0.1, 0.3, 0.5, 0.9, 0.99, 0.999]
 
 
 def log(*args):
@@ -89,20 +91,25 @@ def device_ceilings():
 
 def run_checks():
     """Relative errors against the float64 reference, per family, dtype and shape."""
-    cases = [  # (batch, heads, T, d_k, d_v, with states)
+    cases = [  # (batch, heads, T, d_k, d_v, with states); the last: rows of 40 bytes (no tensor descriptors)
         (2, 4, 1, 16, 16, False), (2, 4, 100, 64, 32, True), (1, 4, 1000, 128, 128, False),
-        (1, 2, 777, 128, 96, True),
+        (1, 2, 777, 128, 96, True), (1, 3, 333, 40, 20, True),
     ]
     rows = []
     for dtype in CHECK_DTYPES:
-        for family in FAMILIES + ["linear_normalized", "gla_strong_gates"]:
+        for family in FAMILIES + ["linear_normalized", "gla_strong_gates", "retention_mixed_gammas"]:
             for seed, (b, h, T, d_k, d_v, states) in enumerate(cases):
-                fam = {"linear_normalized": "linear", "gla_strong_gates": "gla"}.get(family, family)
+                fam = {"linear_normalized": "linear", "gla_strong_gates": "gla",
+                       "retention_mixed_gammas": "retention"}.get(family, family)
                 kw = {"normalize": True} if family == "linear_normalized" else {}
                 q, k, v, g, gamma = inputs(T, dtype, d_k, d_v, b, h, seed=seed + 100)
+                if seed == 1:  # non-contiguous inputs: the same values laid out [B, T, H, d]
+                    q, k, v, g = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in (q, k, v, g))
                 if family == "linear_normalized":  # the denominator needs positive scores
                     q, k = ref.elu_plus_one(q), ref.elu_plus_one(k)
-                if family == "gla_strong_gates":  # chunks of 64 overflow: the wrapper must rerun with 16
+                if family == "retention_mixed_gammas":
+                    gamma = torch.tensor([MIXED_GAMMAS[i % len(MIXED_GAMMAS)] for i in range(h)])
+                if family == "gla_strong_gates":  # chunks of 64 overflow: a second pass with 16 redoes them
                     g = (g.float() * 150).clamp_min(-9.9).to(dtype)
                 if states:
                     init = torch.randn(b, h, d_k, d_v, device=DEVICE)
@@ -124,6 +131,84 @@ def run_checks():
     return rows
 
 
+def check_gate_errors():
+    """Bad gates on the GPU: no host wait in gla_chunk, NaN in the output and final state, and the reference's
+    error (same message) from raise_gate_errors(); strong gates: the second pass gives the right result."""
+    q, k, v, g, _ = inputs(300, torch.bfloat16, 64, 32, 2, 4, seed=5)
+    rows = []
+    for name, bad in (("positive", g.float().abs() + 0.25), ("nan", torch.where(g < -0.05, float("nan"), g)),
+                      ("inf", torch.where(g < -0.05, float("-inf"), g)), ("too strong", g.float() - 50)):
+        bad = bad.to(g.dtype)
+        try:
+            ref.gla_chunk(q.double(), k.double(), v.double(), bad.double())
+            expected = "log-gates too strong"  # valid for the reference; too strong for the kernel's factors
+        except ValueError as e:
+            expected = str(e)
+        poison((2, 4, 300, 32), (2, 4, 64, 32))
+        out, state = lt.gla_chunk(q, k, v, bad, output_final_state=True)
+        torch.cuda.synchronize()
+        try:
+            lt.raise_gate_errors()
+            message = "no error"
+        except ValueError as e:
+            message = str(e)
+        ok = message.startswith(expected) and bool(out.isnan().all()) and bool(state.isnan().all())
+        rows.append({"case": name, "message": message, "ok": ok})
+        log(f"gate check {name:10s}: output NaN {bool(out.isnan().all())}, state NaN {bool(state.isnan().all())}, "
+            f"message {message[:90]!r} {'ok' if ok else 'FAIL'}")
+    return rows
+
+
+def compare_variants(old, rounds=5, lengths=(8192, 32768)):
+    """Old (the package as committed before) and new variants timed interleaved, A B A B ..., in one process:
+    the spread between rounds says what is noise. Returns rows of (T, name, times)."""
+    def variants(q, k, v, g, gamma):
+        lin = dict(feature_map=None, normalize=False)
+        nrm = dict(feature_map=None, normalize=True)
+        qp, kp = ref.elu_plus_one(q), ref.elu_plus_one(k)
+        out = {
+            "linear old": lambda: old.linear_attention_chunk(q, k, v, **lin),
+            "linear new": lambda: lt.linear_attention_chunk(q, k, v, **lin),
+            "normalized old": lambda: old.linear_attention_chunk(qp, kp, v, **nrm),
+            "normalized new (sums on tensor cores)": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm),
+            "normalized new, row/column sums": lambda: lt.kernel.chunk_gated_forward(
+                qp, kp, v, kernel.GATE_NONE, None, D ** -0.5, 64, normalize=True, norm_tc=False),
+            "normalized new, 3 stages": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm, num_stages=3),
+            "normalized new, 5 stages": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm, num_stages=5),
+            "retention old (gamma copied from pageable memory)": lambda: old.retention_chunk(q, k, v, gamma),
+            "retention new (log gamma cached on the GPU)": lambda: lt.retention_chunk(q, k, v, gamma),
+            "retention new, log gamma already on the GPU": lambda: lt.kernel.chunk_gated_forward(
+                q, k, v, kernel.GATE_SCALAR, log_gamma, D ** -0.5, 64),
+            "retention new, 3 stages": lambda: lt.retention_chunk(q, k, v, gamma, num_stages=3),
+            "gla checked old (host wait)": lambda: old.gla_chunk(q, k, v, g),
+            "gla checked new (no wait)": lambda: lt.gla_chunk(q, k, v, g),
+            "gla unchecked old": lambda: old.gla_chunk(q, k, v, g, validate_gates=False),
+            "gla unchecked new": lambda: lt.gla_chunk(q, k, v, g, validate_gates=False),
+        }
+        return out
+    rows = []
+    for T in lengths:
+        q, k, v, g, gamma = inputs(T)
+        log_gamma = gamma.log().float().to(DEVICE)
+        calls = variants(q, k, v, g, gamma)
+        times = {name: [] for name in calls}
+        for name, fn in calls.items():  # compile and warm up outside the rounds
+            fn()
+        torch.cuda.synchronize()
+        for _ in range(rounds):
+            for name, fn in calls.items():
+                times[name].append(median_ms(fn))
+        for name, ts in times.items():
+            ts_sorted = sorted(ts)
+            rows.append({"T": T, "variant": name, "times": ts, "median": ts_sorted[len(ts) // 2]})
+            log(f"compare T={T:6d} {name:40s} median {ts_sorted[len(ts) // 2]:.4f}  "
+                f"min {ts_sorted[0]:.4f} max {ts_sorted[-1]:.4f}  ({', '.join(f'{t:.3f}' for t in ts)})")
+        lt.raise_gate_errors()
+        del q, k, v, g
+        torch.cuda.empty_cache()
+    return rows
+
+
 def check_at_size(family, T=8192, **kw):
     """The benchmark size itself in bfloat16, against the float64 chunk reference."""
     q, k, v, g, gamma = inputs(T, seed=7)
@@ -136,14 +221,14 @@ def launch(chunk, block_v, warps, stages, **extra):
     return dict(chunk_size=chunk, block_v=block_v, num_warps=warps, num_stages=stages, **extra)
 
 
-# launch settings to compare at T=8192 (benchmarks/NOTES_triton.md has the earlier rounds)
+# launch settings to compare at T=8192 (benchmarks/NOTES_triton.md has the earlier rounds); tma: tensor descriptors
 SWEEP = {
-    "linear": [launch(64, 64, 4, 4), launch(64, 64, 4, 3), launch(64, 32, 4, 4), launch(64, 128, 8, 3)],
-    "linear (normalized)": [launch(64, 64, 4, 4), launch(64, 64, 4, 3)],
-    "retention": [launch(64, 64, 4, 4), launch(64, 64, 4, 3), launch(64, 32, 4, 4), launch(64, 64, 8, 3),
-                  launch(32, 64, 4, 4)],
-    "gla": [launch(64, 64, 4, 4), launch(64, 64, 4, 3), launch(64, 64, 4, 4, prepare_warps=4, prepare_block_k=32),
-            launch(64, 64, 4, 4, prepare_warps=4, prepare_block_k=64), launch(32, 64, 4, 4)],
+    "linear": [launch(64, 64, 4, 4), launch(64, 64, 4, 3), launch(64, 64, 4, 4, tma=False), launch(64, 64, 4, 5)],
+    "linear (normalized)": [launch(64, 64, 4, 4), launch(64, 64, 4, 3), launch(64, 64, 4, 4, tma=False)],
+    "retention": [launch(64, 64, 4, 3), launch(64, 64, 4, 4), launch(64, 64, 4, 3, tma=False),
+                  launch(64, 64, 4, 4, tma=False)],
+    "gla": [launch(64, 64, 4, 3), launch(64, 64, 4, 4), launch(64, 64, 4, 3, tma=False),
+            launch(64, 64, 4, 3, prepare_warps=4), launch(64, 64, 4, 3, prepare_warps=8, prepare_block_k=32)],
 }
 PREPARE_SETTINGS = {"prepare_warps": "PREPARE_NUM_WARPS", "prepare_block_k": "PREPARE_BLOCK_K"}
 
@@ -195,6 +280,16 @@ def smoke():
                                      initial_state=torch.randn(1, 2, d_k, d_v, device=DEVICE))
             torch.cuda.synchronize()
             log(f"smoke {family} T={T} d={d_k}/{d_v}: finite={bool(torch.isfinite(out).all())}")
+    q, k, v, g, _ = inputs(200, torch.bfloat16, 64, 64, 1, 6)
+    out = lt.retention_chunk(q, k, v, torch.tensor(MIXED_GAMMAS))  # the factored form and the decay matrix
+    for name, gates in (("strong", (g.float() * 150).clamp_min(-9.9)), ("NaN", g.float() + float("nan"))):
+        out = lt.gla_chunk(q, k, v, gates.to(g.dtype))  # the second pass: recomputed, or filled with NaN
+        torch.cuda.synchronize()
+        log(f"smoke gla {name} gates: NaN output {bool(out.isnan().all())}")
+    try:
+        lt.raise_gate_errors()
+    except ValueError as e:
+        log(f"smoke: {e}")
 
 
 def quadratic_fits(T):
@@ -312,7 +407,12 @@ def main():
     parser.add_argument("--skip-checks", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="only a few small calls (to run under compute-sanitizer)")
     parser.add_argument("--lengths", type=int, nargs="*", default=LENGTHS)
+    parser.add_argument("--compare", type=Path, help="a folder holding linattn_ref_old (the package before): time "
+                        "old and new variants interleaved")
+    parser.add_argument("--no-norm-tc", action="store_true", help="the normalizer as row/column sums (if the "
+                        "tensor-core form failed compute-sanitizer)")
     args = parser.parse_args()
+    kernel.NORM_ON_TENSOR_CORES = not args.no_norm_tc
     if args.smoke:
         return smoke()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -333,6 +433,13 @@ def main():
             log(result["checks_crash"])
         save()
         log(f"checks done at {time.time() - start:.0f} s")
+    result["gate_errors"] = check_gate_errors()
+    if args.compare:
+        sys.path.insert(0, str(args.compare))
+        import linattn_ref_old.triton as old
+        result["compare"] = compare_variants(old)
+        save()
+        log(f"comparison done at {time.time() - start:.0f} s")
     settings = {}
     if args.sweep:
         result["sweep"], settings = run_sweep()
@@ -349,7 +456,7 @@ def main():
     write_markdown(args.out / "triton_gpu.md", result)
     write_plot(args.out / "triton_gpu.png", result)
     log((args.out / "triton_gpu.md").read_text())
-    failed = [c for c in result.get("checks", []) if not c["ok"]]
+    failed = [c for c in result.get("checks", []) + result["gate_errors"] if not c["ok"]]
     log(f"done in {time.time() - start:.0f} s; {len(failed)} failed checks")
 
 

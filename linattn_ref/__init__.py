@@ -10,10 +10,12 @@ One module per idea; each has a readable form first and faster forms beside it, 
     retnet             retention with a fixed decay gamma
     gla                gated linear attention with per-dimension log-gates
     chunk              the one chunked core all three families share
+    mqar               multi-query associative recall data (notebook 10)
+    models             a tiny language model with any of the mixers, trained on MQAR (notebook 10)
 
 Tensors are [..., T, d] ([B, H, T, d] as torch's scaled_dot_product_attention); scale=None means d_k ** -0.5.
 """
-from . import chunk, feature_maps, gla, linear_attention, masks, memory, retnet, softmax_attention
+from . import chunk, feature_maps, gla, linear_attention, masks, memory, models, mqar, retnet, softmax_attention
 from .chunk import chunk_boundaries, chunk_gated_linear_attention, intra_chunk_scores
 from .feature_maps import elu_plus_one, identity, relu, taylor_exp
 from .gla import gla_chunk, gla_gates, gla_parallel, gla_parallel_naive, gla_recurrent, naive_breakdown_length
@@ -40,6 +42,8 @@ from .memory import (
     scan_rounds,
     window_update,
 )
+from .models import sequence_mixer, state_size
+from .mqar import mqar_batch, mqar_layout
 from .retnet import (
     decay_mask,
     effective_horizon,

@@ -86,12 +86,17 @@ def check_gates(g, k):
     """GLA log-gates: shaped like k, floating, finite and <= 0 (a gate alpha = exp(g) in (0, 1])."""
     check_gate_shape(g, k)
     if not torch.isfinite(g).all():
-        raise ValueError("g (log-gates) contains NaN or inf")
+        raise gate_value_error(nonfinite=True)
     if (g > 0).any():
-        raise ValueError(
-            f"g holds log-gates, which must be <= 0 (gate alpha = exp(g) <= 1); max is {g.max().item():.4g}. "
-            "Did you pass the gates alpha instead of log(alpha)?"
-        )
+        raise gate_value_error(max_gate=g.max().item())
+
+
+def gate_value_error(nonfinite=False, max_gate=None):
+    """The error for log-gates that are NaN or inf, or else positive (max_gate: their largest value)."""
+    if nonfinite:
+        return ValueError("g (log-gates) contains NaN or inf")
+    return ValueError(f"g holds log-gates, which must be <= 0 (gate alpha = exp(g) <= 1); max is {max_gate:.4g}. "
+                      "Did you pass the gates alpha instead of log(alpha)?")
 
 
 def check_state(name, state, shape, dtype):

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from autograder.checks import check
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mistakes import nb09_triton  # noqa: E402  (the bank also holds right answers to notebook 09)
+from mistakes import nb09_triton, nb10_capstone  # noqa: E402  (the bank also holds right answers to 09 and 10)
+
+
+def _phi(feature_map, x):
+    return x if feature_map is None else feature_map(x)  # feature_map=None: no feature map
 
 
 def _scale(q, scale):
@@ -81,7 +84,7 @@ def elu_plus_one(x):
 
 
 def linear_attention_noncausal(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
-    qp, kp = feature_map(q) * _scale(q, scale), feature_map(k)
+    qp, kp = _phi(feature_map, q) * _scale(q, scale), _phi(feature_map, k)
     out = torch.einsum("...id,...de->...ie", qp, torch.einsum("...jd,...je->...de", kp, v))
     if normalize:
         out = out / (torch.einsum("...id,...d->...i", qp, kp.sum(-2)).unsqueeze(-1) + eps)
@@ -89,7 +92,7 @@ def linear_attention_noncausal(q, k, v, feature_map=None, normalize=True, scale=
 
 
 def linear_attention_parallel(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
-    qp, kp = feature_map(q) * _scale(q, scale), feature_map(k)
+    qp, kp = _phi(feature_map, q) * _scale(q, scale), _phi(feature_map, k)
     rows = []
     for i in range(q.shape[-2]):
         w = torch.einsum("...d,...jd->...j", qp[..., i, :], kp[..., : i + 1, :])
@@ -120,7 +123,7 @@ def state_readout(qp_t, mu, nu=None, eps=0.0):
 
 def linear_attention_recurrent(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, initial_state=None,
                                output_final_state=False):
-    qp, kp = feature_map(q) * _scale(q, scale), feature_map(k)
+    qp, kp = _phi(feature_map, q) * _scale(q, scale), _phi(feature_map, k)
     mu = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
     nu = q.new_zeros(*q.shape[:-2], q.shape[-1])
     if initial_state is not None:
@@ -168,12 +171,11 @@ def linear_scan_parallel(a, b, initial=None):
 
 
 def decay_mask(T, gamma):
-    g = gamma.view(-1, 1, 1) if isinstance(gamma, torch.Tensor) else torch.tensor(gamma, dtype=torch.float64)
-    D = torch.zeros(*g.shape[:-2], T, T, dtype=torch.float64)
-    for i in range(T):
-        for j in range(i + 1):
-            D[..., i, j] = (g ** (i - j))[..., 0, 0] if g.ndim else g ** (i - j)
-    return D
+    """In log space: exp((i - j) log gamma) below the diagonal; the distance clamped at 0 so nothing overflows."""
+    log_g = torch.as_tensor(gamma, dtype=torch.float64).log()
+    log_g = log_g.view(-1, 1, 1) if log_g.ndim else log_g
+    i = torch.arange(T, dtype=torch.float64)
+    return ((i[:, None] - i[None, :]).clamp(min=0) * log_g).exp().tril()
 
 
 def multiscale_gammas(n_heads):
@@ -196,7 +198,8 @@ def retention_recurrent(q, k, v, gamma, scale=None):
 
 
 def gla_gates(x, w_down, w_up, bias, tau=16.0):
-    return torch.log(torch.sigmoid(x @ w_down @ w_up + bias)) / tau
+    z = x @ w_down @ w_up + bias
+    return -torch.nn.functional.softplus(-z) / tau  # log(sigmoid(z)) = -log(1 + exp(-z)), without rounding
 
 
 def gla_recurrent(q, k, v, g, scale=None):
@@ -246,7 +249,7 @@ def chunk_gated_linear_attention(q, k, v, g=None, scale=1.0, chunk_size=64, init
 
 
 def linear_attention_chunk(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
-    qp, kp = feature_map(q), feature_map(k)
+    qp, kp = (q, k) if feature_map is None else (feature_map(q), feature_map(k))
     num = chunk_gated_linear_attention(qp, kp, v, None, _scale(q, scale), chunk_size)
     if not normalize:
         return num
@@ -267,6 +270,7 @@ def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_
 SOLUTIONS = {name: fn for name, fn in globals().items() if callable(fn) and not name.startswith("_")
              and getattr(fn, "__module__", None) == __name__}
 SOLUTIONS.update(nb09_triton.CORRECT)  # the Triton kernels, written differently from the notebook's
+SOLUTIONS.update(nb10_capstone.CORRECT)
 
 
 def test_every_exercise_has_an_alternative_solution():
@@ -283,8 +287,9 @@ def test_differently_written_solution_passes(name, capfd):
 def test_float32_state_with_float64_accumulation_passes():
     """Computing in higher precision and casting back is fine: the dtype and the values are what count."""
     def softmax_attention_parallel(q, k, v, scale=None):
-        out = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True,
-                                             scale=_scale(q, scale))
-        return out.to(q.dtype)
+        T = q.shape[-2]
+        scores = q.double() @ k.double().mT * _scale(q, scale)
+        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+        return (torch.softmax(scores, dim=-1) @ v.double()).to(q.dtype)
 
     assert check("softmax_attention_parallel", softmax_attention_parallel, hidden=True) is None

@@ -486,19 +486,34 @@ def test_release_exits_1_when_something_leaked(tmp_path, capsys, monkeypatch):
     assert "no such assignment" in capsys.readouterr().err
 
 
-def test_progress_runs_copies_and_reports_each_check(tmp_path):
-    write(source(NB00), tmp_path / NB00 / f"{NB00}.ipynb")
-    write(answer(source(NB00), "timeout_meaning", 'timeout_meaning = "a"\n'), tmp_path / "mine" / f"{NB00}.ipynb")
+def test_progress_runs_copies_and_reports_each_check(tmp_path, monkeypatch):
+    write(answer(source(NB00), "timeout_meaning", 'timeout_meaning = "a"\n'), tmp_path / NB00 / f"{NB00}.ipynb")
+    write(source(NB00), tmp_path / "backup" / f"{NB00}.ipynb")  # a copy: the same graded cells, checked once
+    (tmp_path / "mine").mkdir()
     shutil.copy(FIXTURES / "malformed" / "not_json.txt", tmp_path / "mine" / "broken.ipynb")
+    (tmp_path / NB00 / ".ipynb_checkpoints").mkdir()
+    write(source(NB00), tmp_path / NB00 / ".ipynb_checkpoints" / f"{NB00}-checkpoint.ipynb")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     printed = io.StringIO()
-    assert progress.progress(tmp_path, timeout=TIMEOUT, stream=printed) == 0
+    monkeypatch.chdir(tmp_path)  # no folder named: the folder it is run from, since it holds notebooks
+    assert progress.progress(timeout=TIMEOUT, stream=printed) == 0
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written
-    lines = printed.getvalue().splitlines()
+    text = printed.getvalue()
+    lines = text.splitlines()
     assert "  FAIL  timeout_meaning_check                  0 / 1" in lines
-    assert sum(line.startswith("  pass ") for line in lines) == 5
+    assert sum(line.startswith("  pass ") for line in lines) == 2
     assert any(line.startswith("mine/broken") and "not checked: NotJSONError" in line for line in lines)
-    assert lines[-1] == "total: 5 / 6 autograded points"
+    assert f"skipped backup/{NB00}.ipynb: a copy of {NB00}/{NB00}.ipynb" in lines
+    assert lines[-1] == "total: 2 / 3 autograded points"
+    # the check's whole message, on as many lines as it has (nbgrader's validator cuts it at 90 characters)
+    why = lines[lines.index("  FAIL  timeout_meaning_check                  0 / 1") + 1:]
+    assert why[0].startswith("        ") and len(" ".join(why[:3])) > 90, why[:3]
+
+
+def test_progress_defaults_to_the_folder_it_is_run_from(tmp_path):
+    assert progress.default_target(tmp_path) == ops.RELEASE  # no notebooks here
+    write(source(NB00), tmp_path / "sub" / "mine.ipynb")
+    assert progress.default_target(tmp_path) == tmp_path
 
 
 @pytest.mark.parametrize("command", ["release", "grade", "progress"])

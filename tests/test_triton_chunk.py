@@ -41,6 +41,11 @@ def f64(*xs):
     return [x.double() for x in xs]
 
 
+def on_device(gamma):
+    """gamma for the float64 reference, on the device of its inputs (it builds its decays where gamma is)."""
+    return torch.as_tensor(gamma, dtype=torch.float64).to(DEVICE)
+
+
 def assert_close(out, expected, dtype=torch.float32):
     assert out.shape == expected.shape
     error = lt.relative_error(out, expected)
@@ -61,14 +66,14 @@ def test_linear_attention_matches_reference(T, d_k, d_v, normalize):
 @pytest.mark.parametrize("T, d_k, d_v, per_head", [(1, 16, 16, True), (37, 32, 16, False), (100, 64, 32, True)])
 def test_retention_matches_reference(T, d_k, d_v, per_head):
     q, k, v = qkv(2, 4, T, d_k, d_v, seed=T)
-    gamma = ref.multiscale_gammas(4) if per_head else 0.9
-    assert_close(lt.retention_chunk(q, k, v, gamma), ref.retention_chunk(*f64(q, k, v), gamma))
+    gamma = ref.multiscale_gammas(4).to(DEVICE) if per_head else 0.9  # the reference wants it on q's device
+    assert_close(lt.retention_chunk(q, k, v, gamma), ref.retention_chunk(*f64(q, k, v), on_device(gamma)))
 
 
 def test_retention_with_strong_and_no_decay():
     q, k, v = qkv(1, 2, 70, 16, 16, seed=1)
     for gamma in (1e-6, 1.0):  # gamma^(i-j) underflows to 0 / stays 1: neither may produce inf or NaN
-        assert_close(lt.retention_chunk(q, k, v, gamma), ref.retention_chunk(*f64(q, k, v), gamma))
+        assert_close(lt.retention_chunk(q, k, v, gamma), ref.retention_chunk(*f64(q, k, v), on_device(gamma)))
 
 
 @pytest.mark.parametrize("T, d_k, d_v", [(1, 16, 16), (37, 32, 16), (100, 64, 32)])
@@ -102,9 +107,26 @@ def test_value_blocks_split_like_one_block():
     """Several programs per sequence (value blocks of 16) give what one program gives."""
     q, k, v = qkv(1, 2, 40, 16, 48, seed=6)
     out = lt.retention_chunk(q, k, v, 0.8, block_v=16, output_final_state=True)
-    expected = ref.retention_chunk(*f64(q, k, v), 0.8, output_final_state=True)
+    expected = ref.retention_chunk(*f64(q, k, v), on_device(0.8), output_final_state=True)
     for a, b in zip(out, expected):
         assert_close(a, b)
+
+
+@pytest.mark.parametrize("tma", [False, True])
+def test_tiles_through_descriptors_or_pointers(tma):
+    """Both ways of reading tiles (tensor descriptors, masked pointers) match the reference, with states and a
+    short last chunk; rows of 10 floats (40 bytes) cannot be described, so there the kernel reads by pointers."""
+    assert lt.kernel.tma_usable(torch.zeros(2, 16, device=DEVICE))
+    assert not lt.kernel.tma_usable(torch.zeros(2, 10, device=DEVICE))
+    for d_v in (16, 10):
+        q, k, v = qkv(1, 2, 70, 32, d_v, seed=15)
+        g, init = log_gates(k.shape, seed=16), torch.randn(1, 2, 32, d_v, device=DEVICE)
+        out = lt.gla_chunk(q, k, v, g, initial_state=init, output_final_state=True, tma=tma)
+        expected = ref.gla_chunk(*f64(q, k, v, g), initial_state=init, output_final_state=True)
+        for a, b in zip(out, expected):
+            assert_close(a, b)
+        assert_close(lt.retention_chunk(q, k, v, 0.9, tma=tma), ref.retention_chunk(*f64(q, k, v), on_device(0.9)))
+        assert_close(lt.linear_attention_chunk(q, k, v, tma=tma), ref.linear_attention_chunk(*f64(q, k, v)))
 
 
 def split_run(fn, q, k, v, extra, split, **kwargs):
@@ -134,9 +156,9 @@ def test_linear_attention_states(normalize):
 
 def test_retention_and_gla_states():
     q, k, v = qkv(1, 3, 100, 32, 64, seed=8)
-    gamma = ref.multiscale_gammas(3)
+    gamma = ref.multiscale_gammas(3).to(DEVICE)
     out, final = split_run(lt.retention_chunk, q, k, v, [], 64, gamma=gamma)
-    expected, expected_final = ref.retention_chunk(*f64(q, k, v), gamma, output_final_state=True)
+    expected, expected_final = ref.retention_chunk(*f64(q, k, v), on_device(gamma), output_final_state=True)
     assert_close(out, expected)
     assert_close(final, expected_final)
     g = log_gates(k.shape, seed=9)
@@ -149,7 +171,7 @@ def test_retention_and_gla_states():
 def test_other_leading_dimensions_and_float16():
     q, k, v = qkv(1, 1, 50, 32, 16, seed=10)
     q, k, v = q[0, 0], k[0, 0], v[0, 0]  # [T, d]: no batch, no heads
-    assert_close(lt.retention_chunk(q, k, v, 0.95), ref.retention_chunk(*f64(q, k, v), 0.95))
+    assert_close(lt.retention_chunk(q, k, v, 0.95), ref.retention_chunk(*f64(q, k, v), on_device(0.95)))
     q, k, v = qkv(2, 2, 50, 32, 16, seed=11, dtype=torch.float16)
     out = lt.linear_attention_chunk(q, k, v)
     assert out.dtype == torch.float16
@@ -171,12 +193,11 @@ def test_bad_input_raises():
         lt.retention_chunk(q, k, v, 1.5)
     with pytest.raises(ValueError, match="per-head"):
         lt.retention_chunk(q, k, v, ref.multiscale_gammas(3))
-    with pytest.raises(ValueError, match="log-gates"):
-        lt.gla_chunk(q, k, v, -g)
-    with pytest.raises(ValueError, match="too strong"):
-        lt.gla_chunk(q, k, v, g - 50)
-    with pytest.raises(ValueError, match="NaN or inf"):
-        lt.gla_chunk(q, k, v, torch.where(g < -0.04, float("nan"), g))
+    nan_gates = torch.where(g < -0.04, float("nan"), g)
+    for bad, message in ((-g, "log-gates"), (g - 50, "too strong"), (nan_gates, "NaN or inf")):
+        with pytest.raises(ValueError, match=message):
+            lt.gla_chunk(q, k, v, bad)
+            lt.raise_gate_errors()  # on a GPU the check is read after the call (on the CPU it raised already)
     with pytest.raises(ValueError, match="shape"):
         lt.gla_chunk(q, k, v, g[..., :8])
     with pytest.raises(ValueError, match="initial_state"):
@@ -200,3 +221,56 @@ def test_cpu_tensors_without_the_interpreter_say_what_to_set():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "TRITON_INTERPRET=1" in result.stdout and "before importing" in result.stdout
+
+
+@pytest.mark.parametrize("chunk_size", [32, 64, 128])
+def test_gla_second_pass_with_chunks_of_16_matches_reference(chunk_size):
+    """Gates too strong for the chunk: the kernels themselves redo the work with chunks of 16, no host wait;
+    with a final state and an initial one, and a length that is no multiple of any chunk."""
+    q, k, v = qkv(1, 2, 150, 32, 16, seed=17)
+    g = log_gates(k.shape, seed=18, strength=2.0).clamp_min(-4.9)
+    init = torch.randn(1, 2, 32, 16, device=DEVICE)
+    out = lt.gla_chunk(q, k, v, g, chunk_size=chunk_size, initial_state=init, output_final_state=True)
+    expected = ref.gla_chunk(*f64(q, k, v, g), initial_state=init, output_final_state=True)
+    for a, b in zip(out, expected):
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("fault", ["positive", "nan", "-inf", "too strong"])
+def test_gla_bad_gates_give_nan_and_the_reference_message(fault):
+    """The kernels flag bad gates and fill the output and final state with NaN (never wrong numbers); the
+    wrapper raises the reference's own message (on the CPU at once, on a GPU via raise_gate_errors)."""
+    q, k, v = qkv(1, 2, 40, 16, 16, seed=19)
+    g = log_gates(k.shape, seed=20)
+    bad = {"positive": g.abs() + 0.25, "nan": torch.where(g < -0.04, float("nan"), g),
+           "-inf": torch.where(g < -0.04, float("-inf"), g), "too strong": g - 50}[fault]
+    status = torch.zeros(3, dtype=torch.int32, device=DEVICE)
+    out, state, _ = lt.chunk_gated_forward(q, k, v, lt.kernel.GATE_VECTOR, bad, status=status, output_final_state=True)
+    assert out.isnan().all() and state.isnan().all()
+    if fault == "too strong":
+        expected = "log-gates too strong for the Triton GLA kernel"
+    else:
+        with pytest.raises(ValueError) as reference_error:
+            ref.gla_chunk(*f64(q, k, v, bad))
+        expected = str(reference_error.value)
+    with pytest.raises(ValueError) as error:
+        lt.gla_chunk(q, k, v, bad)
+        lt.raise_gate_errors()
+    assert str(error.value).startswith(expected)
+    lt.raise_gate_errors()  # reported once: nothing is left pending
+
+
+def test_normalizer_on_tensor_cores_or_as_sums():
+    """The normalizer as tensor-core products (the default but for float16) or as row and column sums: both
+    match the reference, final normalizer included."""
+    q, k, v = qkv(1, 2, 90, 32, 16, seed=21)
+    q, k = ref.elu_plus_one(q), ref.elu_plus_one(k)
+    init = (torch.rand(1, 2, 32, 16, device=DEVICE), torch.rand(1, 2, 32, device=DEVICE))
+    expected = ref.linear_attention_chunk(*f64(q, k, v), feature_map=None, initial_state=init,
+                                          output_final_state=True)
+    for norm_tc in (True, False):
+        o, mu, nu = lt.chunk_gated_forward(q, k, v, lt.kernel.GATE_NONE, scale=32 ** -0.5, initial_state=init[0],
+                                           initial_nu=init[1], normalize=True, output_final_state=True,
+                                           norm_tc=norm_tc)
+        for a, b in zip((o, mu, nu), (expected[0], *expected[1])):
+            assert_close(a, b)

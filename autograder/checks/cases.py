@@ -89,6 +89,7 @@ class Exercise:
     output_names: tuple = None
     factors: object = None  # case -> {factor: message}: what an output off by a constant factor means
     structure: tuple = ()  # structure.Rule: how a right result must be computed (token by token, no T x T, ...)
+    randomized: bool = False  # a random result (a data generator): judged by its structure rules, not value by value
 
     @property
     def tolerance(self):

@@ -11,7 +11,9 @@ A check is two steps, so that the verdict can be reached outside the learner's p
 """
 import contextlib
 import difflib
+import importlib.util
 import inspect
+import re
 import traceback
 import warnings
 from functools import partial
@@ -23,12 +25,21 @@ from . import grading_mode
 from .cases import GATE_INPUTS, Case, output_only
 from .compare import close, compare, matches
 from .exercises import EXERCISES
+from .memory_guard import OutOfBounds, guard
 from .observation import Observation
 from .sandbox import BoundedBuffer, clone_tree, code_objects, mutated_inputs, run_watched
 from .structure import TorchWatch
 
+
+def _triton_dir():
+    """Triton's folder (its interpreter's frames are not the learner's code), found without importing triton: the
+    notebook must set TRITON_INTERPRET before triton is first imported."""
+    spec = importlib.util.find_spec("triton")
+    return str(Path(spec.origin).parent) if spec and spec.origin else "\0"
+
+
 _FORBIDDEN = {name: code_objects(ex.answers) for name, ex in EXERCISES.items()}
-_NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent))
+_NOT_THE_LEARNERS = (str(Path(__file__).parent), str(Path(torch.__file__).parent), _triton_dir())
 OUTPUT_SHOWN = 800  # characters of the learner's own printed output repeated in a failure message
 
 
@@ -70,14 +81,33 @@ def accepts(fn, names):
     return set(names) <= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def _where(err):
-    """'line 4 of your code: `x = y @ z`': the deepest frame outside torch and this package."""
+def _learner_frame(err):
+    """The deepest frame of the traceback outside torch and this package (the learner's line), or None."""
     frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_NOT_THE_LEARNERS)]
-    if not frames:
+    return frames[-1] if frames else None
+
+
+def _where(err):
+    """' (in f, line 4: `x = y @ z`)': where in the learner's code the error was raised."""
+    f = _learner_frame(err)
+    if f is None:
         return ""
-    f = frames[-1]
     code = f" `{f.line.strip()}`" if f.line else ""
     return f" (in {f.name}, line {f.lineno}:{code})"
+
+
+def _error_hint(err):
+    """What a common error means, read from the learner's line and torch's message."""
+    f = _learner_frame(err)
+    line = (f.line or "") if f else ""
+    if re.search(r"\.T\b", line):
+        return (" `.T` reverses every axis of a tensor with more than two (a [B, H, T, d] tensor becomes"
+                " [d, T, H, B]): transpose the last two axes with .mT or .transpose(-2, -1).")
+    if "must match the size of tensor" in str(err):
+        return (" Two tensors do not line up for broadcasting (sizes are matched from the last axis). A reduction"
+                " without keepdim=True, such as x.sum(-1), drops its axis, so the result no longer lines up with"
+                " the other tensor's axes: keep the axis (keepdim=True) or unsqueeze(-1).")
+    return ""
 
 
 def _not_attempted(err):
@@ -91,7 +121,9 @@ def _not_attempted(err):
 def _error_message(ex, err):
     if _not_attempted(err):
         return "not attempted yet: replace `raise NotImplementedError()` with your code."
-    text = f"your function raised {type(err).__name__}: {err}{_where(err)}."
+    if isinstance(err, OutOfBounds):  # stopped before it touched memory: a tutor's message already
+        return f"your kernel made {err.what}{_where(err)}: {err.fix}."
+    text = f"your function raised {type(err).__name__}: {err}{_where(err)}.{_error_hint(err)}"
     if isinstance(err, TypeError) and ("argument" in str(err)):
         text += (f" The check calls it like the reference, {ex.name}{inspect.signature(ex.reference)}:"
                  " compare the parameters.")
@@ -204,6 +236,54 @@ def _known_factor(factors, c):
     return None
 
 
+def _row_factors(e, g, time_dim):
+    """'each row is the expected row times its own factor': the entries of a row are right up to their scale."""
+    if time_dim is None or e.ndim < 2 or e.shape[-1] < 2 or (time_dim % e.ndim) != e.ndim - 2:
+        return None
+    ed, gd = e.double(), g.double()
+    norm = (ed * ed).sum(-1, keepdim=True)
+    if not (torch.isfinite(ed).all() and torch.isfinite(gd).all() and (norm > 0).all()):
+        return None
+    c = (ed * gd).sum(-1, keepdim=True) / norm
+    if not matches((ed * c).to(e.dtype), g) or torch.allclose(c, c.flatten()[0].expand_as(c)):
+        return None
+    first = ", ".join(f"{x:.4g}" for x in c.flatten()[:4].tolist())
+    return ("each row of the result is the expected row times a factor of its own (the first rows: "
+            f"{first}): within a row the entries are in the right proportions, but each row's normalization"
+            " (what it is divided by) is not the expected one.")
+
+
+def _listed(items, limit=4):
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def where_it_differs(ex, case, expected, got):
+    """' Only the batch/head slices (0, 1) differ; the others are right.' and the same for positions: which
+    parts of the result are wrong when some are right (a head handled differently, a chunk boundary...)."""
+    part = _first_bad_part(expected, got, _time_dims(ex, case))
+    if part is None or not part[0].is_floating_point() or part[0].shape != part[1].shape:
+        return ""
+    e, g, time_dim = part
+    bad = ~close(g.detach().double(), e.detach().double(), e.dtype)
+    text = ""
+    matrix_dims = 2 if e.ndim >= 2 else 1
+    if e.ndim > matrix_dims:  # leading (batch / head) dimensions
+        lead = bad.flatten(e.ndim - matrix_dims).any(-1)
+        if 0 < int(lead.sum()) < lead.numel():
+            wrong = [tuple(i) for i in lead.nonzero().tolist()]
+            text += f" Only the batch/head slices {_listed(wrong)} differ; the other slices are right."
+    if time_dim is not None and e.ndim >= 1 and e.shape[time_dim] > 1:
+        d = time_dim % e.ndim
+        rows = bad.movedim(d, 0).flatten(1).any(-1) if e.ndim > 1 else bad
+        if 0 < int(rows.sum()) < rows.numel():
+            wrong = rows.nonzero().flatten().tolist()
+            right = int((~rows).sum())
+            text += (f" Only the outputs at {ex.time_word} {_listed(wrong)} differ; "
+                     + ("the other one is right." if right == 1 else f"the other {right} are right."))
+    return text
+
+
 def generic_pattern(ex, case, expected, got):
     """Transposed, a constant multiple, or shifted by one position: a sentence, or None."""
     part = _first_bad_part(expected, got, _time_dims(ex, case))
@@ -226,8 +306,14 @@ def generic_pattern(ex, case, expected, got):
             named = _known_factor(ex.factors(case), c) if ex.factors else None
             named = named or _known_factor({2.0: "a term is counted twice", 0.5: "a factor 2 is missing",
                                             -1.0: "the sign is flipped"}, c)
-            return f"the result is scaled by a constant factor {c:.6g}" + (f": {named}." if named else
-                                                                          ": a scale factor is off.")
+            if named:
+                return f"the result is scaled by a constant factor {c:.6g}: {named}."
+            inverse = f" (= 1/{round(1 / c)})" if abs(1 / c - round(1 / c)) < 1e-6 and abs(1 / c) > 1 else ""
+            return (f"the result is scaled by a constant factor {c:.6g}{inverse}: every entry is that factor times"
+                    " the expected one, so the formula is right up to a constant multiplication or division.")
+    rows = _row_factors(e, g, time_dim)
+    if rows:
+        return rows
     if time_dim is not None and e.shape[time_dim] > 1:
         d = time_dim % e.ndim
         T = e.shape[d]
@@ -240,15 +326,89 @@ def generic_pattern(ex, case, expected, got):
     return None
 
 
+_FILLS = {"masked_fill", "masked_fill_", "full", "full_like", "fill_", "where", "__setitem__", "tensor"}
+_DIVISIONS = {"div", "div_", "true_divide", "divide", "__truediv__", "__rtruediv__", "__itruediv__", "reciprocal"}
+_MASKS = {"tril", "triu", "masked_fill", "masked_fill_", "where"}
+_EXPS = {"exp", "exp_", "pow", "__pow__", "__rpow__"}
+
+
+def _made_at(origin):
+    """'`masked_fill` (line 6 of your function f: `A = A.masked_fill(...)`)' from a recorded origin."""
+    where = f"line {origin['line']} of {origin.get('in', 'your code')}" if origin.get("line") else "your code"
+    code = f": `{origin['code']}`" if origin.get("code") else ""
+    return f"`{origin.get('function', '?')}` ({where}{code})"
+
+
+def _origins(obs):
+    """{"nan"/"+inf"/"-inf": {"function", "line", "code", "in"}} as recorded by the watcher, checked (it may come
+    from an untrusted kernel) and reduced to strings and ints."""
+    recorded = obs.facts.get("nonfinite") if isinstance(obs.facts, dict) else None
+    if not isinstance(recorded, dict):
+        return {}
+    return {kind: {k: (v if isinstance(v, int) else str(v)[:120]) for k, v in origin.items() if isinstance(k, str)}
+            for kind, origin in recorded.items() if kind in ("nan", "+inf", "-inf") and isinstance(origin, dict)}
+
+
+def nonfinite_origin(ex, case, obs, problem):
+    """Where the first NaN / inf of the result was made, and what that kind of operation does wrong."""
+    functions = obs.facts.get("functions") if isinstance(obs.facts, dict) else None
+    functions = {str(f) for f in functions} if isinstance(functions, (list, tuple)) else set()
+    origins = _origins(obs)
+    gates = any(n in case.inputs for n in ("g", "a", "gamma", "b")) or "gate" in ex.name
+    nan, plus, minus = origins.get("nan"), origins.get("+inf"), origins.get("-inf")
+    overflow = plus if plus and plus.get("function") in _EXPS else None
+    filled = minus if minus and minus.get("function") in _FILLS else None
+    # the inf that matters: an overflow, else a -inf filled in, else the first one made
+    inf = overflow or filled or plus or minus
+    shown = nan if "contains NaN" in problem.message and nan else inf
+    if not shown:
+        return ("Look for a division by zero, an exp that overflows" + (" (products of gates shrink fast: work in log"
+                " space, exp(b_i - b_j) with j <= i stays <= 1)" if gates else "") + ", or a value filled in as inf.")
+    text = f"The first {'NaN' if shown is nan else 'inf'} is made by {_made_at(shown)}."
+    if shown is nan and inf:
+        text += f" Before it, an inf was made by {_made_at(inf)}."
+    if overflow:
+        text += " exp overflows above about 709 in float64 and 88 in float32 (and inf / inf is NaN)."
+        if "softmax" in ex.name:
+            text += " A softmax written by hand subtracts each row's maximum score before exp, as torch.softmax does."
+    elif filled and not functions & {"softmax", "log_softmax"}:
+        text += (" A value filled in as -inf is right before a softmax, which turns it into a weight exp(-inf) = 0;"
+                 " here nothing does, and -inf times a value, or -inf + inf, is inf or NaN: a weight that must be"
+                 " zero is filled with 0.")
+    elif shown.get("function") == "softmax":
+        text += (" A softmax over a row whose scores are all -inf is 0/0 = NaN: every query must keep at least one"
+                 " key, itself (j <= i).")
+    elif shown.get("function") in _DIVISIONS:
+        text += " That is a division by zero (0/0 is NaN, x/0 is inf)."
+        if ex.causal and problem.position == 0:
+            text += (" At position 0 the denominator sums only position 0 itself; it is 0 when position 0 is left"
+                     + (" out: a mask must keep the diagonal (j <= i, not j < i)." if functions & _MASKS else
+                        " out: the output at position t must include token t (update the state with k_t, v_t"
+                        " before reading it)."))
+    elif shown.get("function") in ("log", "log_"):
+        text += " log(0) is -inf and the log of a negative number is NaN."
+    if gates:
+        text += (" Products of gates shrink fast, so dividing by one, or an exp that overflows, gives inf: work in"
+                 " log space, exp(b_i - b_j) with j <= i stays <= 1.")
+    return text
+
+
 def named_mistake(ex, case, got):
     for mistake in ex.mistakes:
         try:
             alternative = mistake.make(case)
         except Exception:  # a mistake that does not apply to this case
             continue
-        if alternative is not None and matches(alternative, got):
+        if alternative is not None and matches(_nan_marked(alternative), _nan_marked(got)):
             return mistake.message
     return None
+
+
+def _nan_marked(x):
+    """NaN replaced by a marker value: a mistake that gives NaN (inf * 0) is recognised by where its NaNs are."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x.nan_to_num(nan=-7.25e7, posinf=float("inf"), neginf=float("-inf"))
+    return type(x)(_nan_marked(e) for e in x) if isinstance(x, (tuple, list)) else x
 
 
 def explain(ex, case, expected, obs, problem):
@@ -266,15 +426,13 @@ def explain(ex, case, expected, obs, problem):
                     f" inputs after position {p} change. A causal result at position i may use positions j <= i"
                     f" only.\n({problem.message})")
     if problem.kind == "nonfinite":
-        if ex.causal and problem.position == 0:
-            return (f"{problem.message} Position 0 sees only itself: masking the diagonal too (j < i instead of"
-                    " j <= i) leaves it nothing, an empty sum divided by zero.")
-        return (f"{problem.message} Look for a division by zero or an exp that overflows (products of gates"
-                " shrink fast: work in log space, exp(b_i - b_j) with j <= i stays <= 1).")
+        return f"{problem.message} {nonfinite_origin(ex, case, obs, problem)}"
     if problem.kind in ("values", "shape"):
         pattern = generic_pattern(ex, case, expected, got)
         if pattern:
             return f"{pattern}\n({problem.message})"
+    if problem.kind == "values":
+        return problem.message + where_it_differs(ex, case, expected, got)
     return problem.message
 
 
@@ -282,7 +440,7 @@ def _run(ex, fn, case):
     """One watched call of fn on copies of the case's inputs, as an Observation (without probes)."""
     inputs, options = clone_tree(case.inputs), clone_tree(case.options)
     watch = TorchWatch()
-    with watch:
+    with watch, guard():  # a Triton kernel's stray load or store stops with a message, never a crash
         run = run_watched(fn, list(inputs.values()), options, _FORBIDDEN[ex.name])
     obs = Observation(result=run.result, forbidden=run.forbidden, output=run.output, facts=watch.facts())
     if run.error is not None:
@@ -332,6 +490,18 @@ def judge(ex, case, obs, params=None):
         return _judge(ex, case, obs)
 
 
+def _input_dtypes(case):
+    """The dtypes of the case's floating tensors, the inputs and the tensors inside options (a saved state)."""
+    found, todo = set(), [*case.inputs.values(), *case.options.values()]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            found.add(x.dtype)
+        elif isinstance(x, (tuple, list)):
+            todo.extend(x)
+    return found
+
+
 def _judge(ex, case, obs):
     expected = ex.reference(*clone_tree(case.inputs).values(), **clone_tree(case.options))
     if obs.forbidden:
@@ -340,8 +510,9 @@ def _judge(ex, case, obs):
     elif obs.error is not None:
         message = obs.error
     else:
-        problem = compare(expected, obs.result, _result_names(ex, case, expected), _time_dims(ex, case),
-                          ex.time_word)
+        problem = None if ex.randomized else compare(expected, obs.result, _result_names(ex, case, expected),
+                                                     _time_dims(ex, case), ex.time_word,
+                                                     input_dtypes=_input_dtypes(case))
         if obs.mutated:
             message = (f"your function changed its input {', '.join(obs.mutated)} in place (an in-place operation"
                        " such as +=, [...] = or a method ending in _): the caller's tensors must stay as they were;"

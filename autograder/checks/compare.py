@@ -57,6 +57,23 @@ def fmt(x):
     return f"{x:.6g}" if isinstance(x, float) else repr(x)
 
 
+def distinct(e, g):
+    """'0.1145880012, got 0.1145880234': both numbers with as many digits as it takes to tell them apart."""
+    digits = 6
+    while f"{e:.{digits}g}" == f"{g:.{digits}g}" and digits < 17:
+        digits += 1
+    return f"{e:.{digits}g}, got {g:.{digits}g}"
+
+
+def _precision_hint(err, e, dtype):
+    """A float64 result off by about float32's rounding: a float32 tensor somewhere in the computation."""
+    scale = e.abs().max().item() if e.numel() else 0.0
+    if dtype == torch.float64 and scale > 0 and err <= 1e-5 * scale:
+        return (" An error this small is float32 rounding (about 1e-7 of the values): the inputs are float64, so"
+                " keep every tensor you make in float64 (dtype=x.dtype, torch.zeros_like(x)).")
+    return ""
+
+
 def position_words(index, time_dim, ndim, time_word):
     """'at index (0, 2, 1), position i=2' for a tensor whose time axis is time_dim."""
     words = f"at index {tuple(index)}"
@@ -86,13 +103,17 @@ def _shape_hint(expected, got):
     return ""
 
 
-def _dtype_hint(expected, got):
+def _dtype_hint(expected, got, input_dtypes=None):
     if expected.dtype == torch.bool:
         return (" A mask should be a bool tensor (True where a key is visible): build it with dtype=torch.bool"
                 " or from a comparison such as j <= i, not from 0/1 numbers.")
     if got.dtype == torch.bool:
         return " Boolean results are only right for masks; compute numbers here."
     if expected.is_floating_point() and got.is_floating_point():
+        if input_dtypes is not None and expected.dtype not in input_dtypes:  # plain numbers in, a tensor out
+            return (f" No input tensor has that dtype here (the arguments are numbers): create the tensor with"
+                    f" dtype={expected.dtype}, as the exercise asks (torch.zeros/ones/tensor/arange without"
+                    " dtype=... give float32 or int64).")
         return (f" The inputs are {expected.dtype}: you probably created a tensor with torch.zeros/torch.ones/"
                 "torch.tensor without dtype=..., which gives float32. Use torch.zeros_like(x), x.new_zeros(...)"
                 " or pass dtype=x.dtype.")
@@ -101,7 +122,7 @@ def _dtype_hint(expected, got):
     return ""
 
 
-def compare_tensor(expected, got, name="the result", time_dim=None, time_word="position"):
+def compare_tensor(expected, got, name="the result", time_dim=None, time_word="position", input_dtypes=None):
     if not isinstance(got, torch.Tensor):
         hint = ""
         if got is None:
@@ -118,7 +139,7 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
                                 f"{list(got.shape)}.{_shape_hint(expected, got)}")
     if got.dtype != expected.dtype:
         return Problem("dtype", f"{name} has the wrong dtype: expected {expected.dtype}, got {got.dtype}."
-                                f"{_dtype_hint(expected, got)}")
+                                f"{_dtype_hint(expected, got, input_dtypes)}")
     if expected.dtype == torch.bool or not expected.is_floating_point():
         bad = got != expected
         if bad.any():
@@ -142,18 +163,22 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
         index = bad.nonzero()[0].tolist()
         rtol, atol = tolerance(expected.dtype)
         err = (g - e).abs()[bad].nan_to_num(float("inf")).max().item()
+        ev, gv = e[tuple(index)].item(), g[tuple(index)].item()
         return Problem("values", f"{name} has wrong values: first {position_words(index, time_dim, g.ndim, time_word)}"
-                                 f" expected {fmt(e[tuple(index)].item())}, got {fmt(g[tuple(index)].item())};"
-                                 f" {int(bad.sum())} of {bad.numel()} entries are off, the largest error is {err:.3g}"
-                                 f" (allowed: {atol:g} + {rtol:g} * |expected|).")
+                                 f" expected {distinct(ev, gv)}, off by {abs(gv - ev):.2g} where"
+                                 f" {atol + rtol * abs(ev):.2g} is allowed; {int(bad.sum())} of {bad.numel()}"
+                                 f" entries are off, the largest error is {err:.3g} (allowed: {atol:g} + {rtol:g} *"
+                                 " |expected|)."
+                                 f"{_precision_hint(err, e, expected.dtype)}")
     return None
 
 
 def close(g, e, dtype):
-    """Elementwise agreement of two float64 tensors at the tolerance of `dtype`; infinities must match exactly."""
+    """Elementwise agreement of two float64 tensors at the tolerance of `dtype`; infinities must match exactly, and
+    NaN agrees with NaN (a named mistake that gives NaN is recognised by the NaN it gives)."""
     rtol, atol = tolerance(dtype)
     finite_ok = (g - e).abs() <= atol + rtol * e.abs()
-    return torch.where(torch.isfinite(e), finite_ok, g == e)
+    return torch.where(torch.isfinite(e), finite_ok, (g == e) | (torch.isnan(g) & torch.isnan(e)))
 
 
 def as_int(x):
@@ -199,10 +224,13 @@ def compare_list(expected, got, name="the result"):
     return None
 
 
-def compare(expected, got, names=None, time_dims=None, time_word="position", name="the result"):
-    """Compare a result of any of the course's kinds: tensor, int, list, or a tuple of those."""
+def compare(expected, got, names=None, time_dims=None, time_word="position", name="the result", input_dtypes=None):
+    """Compare a result of any of the course's kinds: tensor, int, list, or a tuple of those.
+
+    input_dtypes: the dtypes of the call's floating input tensors, if known (a dtype hint talks about them).
+    """
     if isinstance(expected, torch.Tensor):
-        return compare_tensor(expected, got, name, time_dims, time_word)
+        return compare_tensor(expected, got, name, time_dims, time_word, input_dtypes)
     if isinstance(expected, bool) or not isinstance(expected, (int, tuple, list)):
         raise TypeError(f"cannot compare results of type {type(expected).__name__}")
     if isinstance(expected, int):
@@ -218,7 +246,7 @@ def compare(expected, got, names=None, time_dims=None, time_word="position", nam
                                  f"({', '.join(names)}): wrong type.")
     time_dims = time_dims if isinstance(time_dims, (tuple, list)) else [time_dims] * len(expected)
     for e, g, part, td in zip(expected, got, names, time_dims):
-        sub = compare(e, g, None, td, time_word, part)
+        sub = compare(e, g, None, td, time_word, part, input_dtypes)
         if sub is not None:
             return sub
     return None

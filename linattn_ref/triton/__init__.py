@@ -14,9 +14,9 @@ except ImportError as error:
     raise ImportError("linattn_ref.triton needs the triton package (pip install triton; Linux only)") from error
 
 from . import families, kernel, tolerances
-from .families import gla_chunk, linear_attention_chunk, retention_chunk
+from .families import gla_chunk, linear_attention_chunk, raise_gate_errors, retention_chunk
 from .kernel import chunk_gated_forward, interpreted
 from .tolerances import relative_error, tolerance
 
 __all__ = ["families", "kernel", "tolerances", "gla_chunk", "linear_attention_chunk", "retention_chunk",
-           "chunk_gated_forward", "interpreted", "relative_error", "tolerance"]
+           "raise_gate_errors", "chunk_gated_forward", "interpreted", "relative_error", "tolerance"]

@@ -5,8 +5,10 @@ its input with the reference's own checks, turns its gate into log-gates and cal
 (for GLA after `gla_prepare_kernel`, see kernel.py).
 Inputs are float32, bfloat16 or float16 [..., T, d] with d <= 128; the kernel accumulates in float32 and
 returns final states in float32, as the reference does. `chunk_size` (16, 32, 64 or 128) only sets the
-kernel's tile: the result does not depend on it.
+kernel's tile: the result does not depend on it. Launch settings: block_v, num_warps, num_stages, and tma
+(tensor descriptors on or off; None: the kernel's default, where the GPU and the shapes allow).
 """
+import functools
 import math
 import os
 
@@ -17,20 +19,22 @@ from .._validate import (
     check_chunk_size,
     check_gamma,
     check_gate_shape,
-    check_gates,
     check_linear_attention_state,
     check_qkv,
     check_state,
+    gate_value_error,
     resolve_scale,
 )
 from .kernel import (
-    BAD_GATES,
+    CHUNK_FOR_STRONG_GATES,
     GATE_NONE,
     GATE_SCALAR,
     GATE_VECTOR,
     MAX_GATE_EXPONENT,
     MAX_HEAD_DIM,
+    NONFINITE_GATES,
     OUT_OF_RANGE,
+    POSITIVE_GATES,
     chunk_gated_forward,
     interpreted,
 )
@@ -80,7 +84,7 @@ def _output(o, state, output_final_state):
 
 def linear_attention_chunk(q, k, v, feature_map=feature_maps.elu_plus_one, normalize=True, scale=None, eps=0.0,
                            chunk_size=64, initial_state=None, output_final_state=False, *, block_v=None,
-                           num_warps=None, num_stages=None):
+                           num_warps=None, num_stages=None, tma=None):
     """Causal linear attention o_i = (q'_i mu_i) / (q'_i . nu_i) (or q'_i mu_i with normalize=False).
 
     As `linattn_ref.linear_attention_chunk`. The feature map runs in torch; the kernel sees q' and k'.
@@ -99,12 +103,12 @@ def linear_attention_chunk(q, k, v, feature_map=feature_maps.elu_plus_one, norma
     mu0, nu0 = init if init is not None else (None, None)
     _check_runnable(qp, kp, v, mu0, nu0)
     o, mu, nu = chunk_gated_forward(qp, kp, v, GATE_NONE, None, scale, chunk_size, mu0, nu0, normalize, eps,
-                                    output_final_state, block_v, num_warps, num_stages)
+                                    output_final_state, block_v, num_warps, num_stages, tma=tma)
     return _output(o, (mu, nu) if normalize else mu, output_final_state)
 
 
 def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None, output_final_state=False, *,
-                    block_v=None, num_warps=None, num_stages=None):
+                    block_v=None, num_warps=None, num_stages=None, tma=None):
     """Retention S_t = gamma S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; gamma a float or one per head [H].
 
     As `linattn_ref.retention_chunk`. Returns o, or (o, final_state) when output_final_state is True.
@@ -118,21 +122,35 @@ def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=Non
     if initial_state is not None:
         init = check_state("initial_state", initial_state, (*q.shape[:-2], d_k, d_v), torch.float32)
     _check_runnable(q, k, v, init)
-    log_gamma = gamma.log().reshape(-1).to(device=q.device, dtype=torch.float32)
+    if gamma.device == q.device:
+        log_gamma = gamma.log().reshape(-1).to(torch.float32)
+    else:
+        log_gamma = _log_gammas_on(q.device, tuple(gamma.reshape(-1).tolist()))
     o, state, _ = chunk_gated_forward(q, k, v, GATE_SCALAR, log_gamma, scale, chunk_size, init, None, False, 0.0,
-                                      output_final_state, block_v, num_warps, num_stages)
+                                      output_final_state, block_v, num_warps, num_stages, tma=tma)
     return _output(o, state, output_final_state)
 
 
+@functools.lru_cache(maxsize=64)
+def _log_gammas_on(device, gammas):
+    """log gamma per head, float32, on `device`: copied once per set of values. A copy from host memory in every
+    call waits for the GPU to finish its queue (pageable memory) or may (new pinned memory): 0.1-0.2 ms a call."""
+    return torch.tensor(gammas, dtype=torch.float64).log().to(device=device, dtype=torch.float32)
+
+
 def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_final_state=False, *,
-              validate_gates=True, block_v=None, num_warps=None, num_stages=None):
+              validate_gates=True, block_v=None, num_warps=None, num_stages=None, tma=None):
     """GLA S_t = Diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; g log-gates shaped like k.
 
     As `linattn_ref.gla_chunk`. Inside a chunk the kernel multiplies factors exp(b_i - b_mid) and
-    exp(b_mid - b_j), each a sum of up to chunk/2 log-gates, and keeps them within exp(80): for gates too
-    strong for that it runs again with smaller chunks (half as large each time, down to 16).
-    validate_gates=False skips those value checks and the one wait for the GPU they need (for log-gates known
-    to be valid, e.g. log-sigmoids divided by 16): faster, but wrong gates then give wrong outputs silently.
+    exp(b_mid - b_j), each a sum of up to chunk/2 log-gates, and keeps them within exp(80).
+    validate_gates=True checks the gates on the GPU as the kernel reads them, and the host never waits for
+    that check: gates too strong for the chunk make a second pass with chunks of 16 redo the work (on the GPU);
+    gates that are NaN, inf or positive, or too strong even for chunks of 16, fill the output (and final state)
+    with NaN there, and the reference's error is raised as soon as the result is known without waiting: at
+    once on the CPU; on a GPU by the next gla_chunk call or `raise_gate_errors()`, whichever comes first.
+    validate_gates=False skips the checks and the second pass (for log-gates known to be valid, e.g.
+    log-sigmoids divided by 16): wrong gates then give wrong outputs silently.
     Returns o, or (o, final_state) when output_final_state is True.
     """
     _, d_k, d_v = check_qkv(q, k, v)
@@ -144,22 +162,49 @@ def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_
     if initial_state is not None:
         init = check_state("initial_state", initial_state, (*q.shape[:-2], d_k, d_v), torch.float32)
     _check_runnable(q, k, v, g, init)
-    # The gates' values are checked by the kernel as it reads them, so they cost no extra pass over g:
-    # it reports bad values, and chunks whose factors would leave float32's range (then smaller chunks follow).
-    while True:
-        status = torch.zeros(1, dtype=torch.int32, device=q.device)
-        o, state, _ = chunk_gated_forward(q, k, v, GATE_VECTOR, g, scale, chunk_size, init, None, False, 0.0,
-                                          output_final_state, block_v, num_warps, num_stages, status)
-        if not validate_gates:
-            return _output(o, state, output_final_state)
-        found = status.item()
-        if found & BAD_GATES.value:
-            check_gates(g, k)  # the reference's check names the fault
-        if not found & OUT_OF_RANGE.value:
-            return _output(o, state, output_final_state)
-        if chunk_size == CHUNK_SIZES[0]:
-            raise ValueError(f"log-gates too strong for the Triton GLA kernel: {CHUNK_SIZES[0] // 2} consecutive "
-                             f"log-gates sum below -{MAX_GATE_EXPONENT:g} (gates alpha below about "
-                             f"{math.exp(-MAX_GATE_EXPONENT / (CHUNK_SIZES[0] // 2)):.1g} each, which forget almost "
-                             "everything in one step). Clamp g, or use linattn_ref.gla_chunk")
-        chunk_size //= 2
+    raise_gate_errors(wait=False)  # an earlier call's check that has finished by now
+    status = torch.zeros(3, dtype=torch.int32, device=q.device) if validate_gates else None
+    o, state, _ = chunk_gated_forward(q, k, v, GATE_VECTOR, g, scale, chunk_size, init, None, False, 0.0,
+                                      output_final_state, block_v, num_warps, num_stages, status, tma)
+    if validate_gates:
+        if q.device.type == "cpu":  # the interpreter has finished: read the flags now
+            _raise_for(status)
+        else:  # copy the flags to the host when the GPU gets there; read them once that has happened
+            flags = torch.empty(3, dtype=torch.int32, pin_memory=True)
+            flags.copy_(status, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            _PENDING_GATE_CHECKS.append((done, flags))
+    return _output(o, state, output_final_state)
+
+
+_PENDING_GATE_CHECKS = []  # (event, host flags) of gla_chunk calls on a GPU whose check has not been read yet
+
+
+def raise_gate_errors(wait=True):
+    """Raise the error of the first earlier gla_chunk call on a GPU whose gates failed the check (see gla_chunk).
+
+    wait=True waits for the GPU to finish those calls; wait=False reads only the checks already finished.
+    """
+    while _PENDING_GATE_CHECKS:
+        done, flags = _PENDING_GATE_CHECKS[0]
+        if not wait and not done.query():
+            return
+        done.synchronize()
+        _PENDING_GATE_CHECKS.pop(0)
+        _raise_for(flags, later=True)
+
+
+def _raise_for(status, later=False):
+    first, second, max_bits = status.tolist()
+    note = (" (found on the GPU after an earlier gla_chunk call returned; its output and final state are NaN)"
+            if later else "")
+    if (first | second) & (NONFINITE_GATES.value | POSITIVE_GATES.value):
+        max_gate = torch.tensor([max_bits], dtype=torch.int32).view(torch.float32).item()
+        error = gate_value_error(nonfinite=bool((first | second) & NONFINITE_GATES.value), max_gate=max_gate)
+        raise ValueError(str(error) + note)
+    if second & OUT_OF_RANGE.value:
+        raise ValueError(f"log-gates too strong for the Triton GLA kernel: {CHUNK_FOR_STRONG_GATES // 2} consecutive "
+                         f"log-gates sum below -{MAX_GATE_EXPONENT:g} (gates alpha below about "
+                         f"{math.exp(-MAX_GATE_EXPONENT / (CHUNK_FOR_STRONG_GATES // 2)):.1g} each, which forget "
+                         f"almost everything in one step). Clamp g, or use linattn_ref.gla_chunk{note}")

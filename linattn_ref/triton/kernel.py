@@ -18,7 +18,12 @@ The chunks must be walked in order, so whatever does not need the state is best 
 - scalar gate: the decays are powers of gamma, the same in every chunk; the compiler hoists them.
 - vector gate: the decays differ per chunk and per key feature (cumulative sums and exponentials).
   `gla_prepare_kernel` computes them for all chunks at once, in parallel, and hands the loop queries and
-  keys already scaled, so that the loop is the no-gate one plus two row scalings of the state.
+  keys already scaled, so that the loop is the no-gate one plus two row scalings of the state. (Doing that
+  work inside the loop instead, with no prepare pass, was 2.5x slower on an H200: it sits on the serial path.)
+
+On Hopper the loop reads its tiles through tensor descriptors, made inside the kernel (no host-side cost):
+the copy engine (TMA) moves whole tiles while the threads compute, where rows are 16-byte aligned.
+benchmarks/NOTES_triton.md has what each version measured.
 """
 import contextlib
 import math
@@ -30,11 +35,33 @@ import triton.language as tl
 
 # gate kinds (constexpr so that the kernel can branch on them at compile time)
 GATE_NONE, GATE_SCALAR, GATE_VECTOR = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
+# what gla_prepare_kernel reports: a chunk whose factors pass exp(80); log-gates that are positive; NaN or inf
+OUT_OF_RANGE, POSITIVE_GATES, NONFINITE_GATES = tl.constexpr(1), tl.constexpr(2), tl.constexpr(4)
 
 # Largest exponent the vector-gate factorisation may meet: exp(80) * |q| stays far below float32's 3.4e38.
 MAX_GATE_EXPONENT = 80.0
-# what gla_prepare_kernel reports: log-gates that are positive, NaN or inf; a chunk whose factors pass exp(80)
-BAD_GATES, OUT_OF_RANGE = tl.constexpr(2), tl.constexpr(1)
+
+
+@triton.jit
+def load_tile(x, t0, c0, T, C: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, TMA: tl.constexpr):
+    """Rows [t0, t0 + BT) and columns [c0, c0 + BC) of one sequence x [T, C]; zeros past T and C.
+    TMA: x is a tensor descriptor and the copy engine fetches the tile; else a pointer, masked loads."""
+    if TMA:
+        tile = x.load([t0, c0])
+    else:
+        rows, cols = t0 + tl.arange(0, BT), c0 + tl.arange(0, BC)
+        tile = tl.load(x + rows[:, None] * C + cols[None, :], mask=(rows < T)[:, None] & (cols < C)[None, :],
+                       other=0.0)
+    return tile
+
+
+@triton.jit
+def store_tile(x, value, t0, c0, T, C: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, TMA: tl.constexpr):
+    if TMA:
+        x.store([t0, c0], value)
+    else:
+        rows, cols = t0 + tl.arange(0, BT), c0 + tl.arange(0, BC)
+        tl.store(x + rows[:, None] * C + cols[None, :], value, mask=(rows < T)[:, None] & (cols < C)[None, :])
 
 
 @triton.jit
@@ -43,12 +70,16 @@ def chunk_gated_fwd_kernel(
     gate, gate_end,             # scalar gate: log-decay per head [H]. vector gate: decay from each chunk's start
                                 # to its middle row, and from there to its end [N, NT, K], float32
     state0, nu0, state1, nu1,   # initial / final state [N, K, V] and normalizer [N, K], float32
+    status,                     # GUARD only: the int32 flags of gla_prepare_kernel's two passes
     T, H, scale, eps,
     K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     GATE: tl.constexpr,         # GATE_NONE, GATE_SCALAR or GATE_VECTOR
     NORMALIZE: tl.constexpr,    # divide by q . nu (nu is the state of a value that is always 1; no gate only)
+    NORM_TC: tl.constexpr,      # the normalizer's sums as tensor-core products (not for float16: nu overflows it)
+    GUARD: tl.constexpr,        # GLA's second pass: run only where the first found a chunk out of range
     USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
+    TMA: tl.constexpr,          # read q, k, v and write o through tensor descriptors (Hopper's copy engine)
 ):
     tl.static_assert(GATE == GATE_NONE or not NORMALIZE)
     i_v, i_n = tl.program_id(0), tl.program_id(1)
@@ -57,19 +88,43 @@ def chunk_gated_fwd_kernel(
     k += n * T * K
     v += n * T * V
     o += n * T * V
+    out_dtype = o.dtype.element_ty
+    if TMA:  # one descriptor per sequence: the copy engine fills rows past T with zeros and skips them on store
+        q = tl.make_tensor_descriptor(q, shape=[T, K], strides=[K, 1], block_shape=[BT, BK])
+        k = tl.make_tensor_descriptor(k, shape=[T, K], strides=[K, 1], block_shape=[BT, BK])
+        v = tl.make_tensor_descriptor(v, shape=[T, V], strides=[V, 1], block_shape=[BT, BV])
+        o = tl.make_tensor_descriptor(o, shape=[T, V], strides=[V, 1], block_shape=[BT, BV])
 
     rows = tl.arange(0, BT)                 # positions inside a chunk
     cols_k = tl.arange(0, BK)               # key features (all of them: BK >= K)
     cols_v = i_v * BV + tl.arange(0, BV)    # this program's value columns
     k_ok, v_ok = cols_k < K, cols_v < V     # BK, BV are powers of two; K, V need not be
-    causal = rows[:, None] >= rows[None, :]
+    n_chunks = tl.cdiv(T, BT)
+    first, poisoned = 1, False
+    if GUARD:  # nothing to redo unless the first pass found chunks out of range; bad gates: the output is NaN
+        first, second = tl.load(status), tl.load(status + 1)
+        poisoned = (((first | second) & (NONFINITE_GATES | POSITIVE_GATES)) != 0) | ((second & OUT_OF_RANGE) != 0)
+        n_chunks = tl.where((first == 0) | poisoned, 0, n_chunks)
+        if poisoned:
+            for i_t in range(0, tl.cdiv(T, BT)):
+                store_tile(o, tl.full([BT, BV], float("nan"), out_dtype), i_t * BT, i_v * BV, T, V, BT, BV, TMA)
 
     state = tl.zeros([BK, BV], dtype=tl.float32)
-    nu = tl.zeros([BK], dtype=tl.float32)
     if USE_INITIAL_STATE:
         state = tl.load(state0 + n * K * V + cols_k[:, None] * V + cols_v[None, :],
                         mask=k_ok[:, None] & v_ok[None, :], other=0.0)
-        if NORMALIZE:
+    if NORMALIZE and NORM_TC:
+        # The normalizer is the state of a value that is always 1. Sixteen equal rows of it (nu^T) make the sums
+        # tensor-core products of the tiles already loaded. The 16-wide operands are kept transposed so that the
+        # tensor cores read them K-major, like k in q k^T: Triton 3.6 read a [*, 16] operand out of bounds.
+        cols_1 = tl.arange(0, 16)
+        ones_t = tl.where(cols_1[:, None] + rows[None, :] < T + BT + 16, 1.0, 0.0)  # [16, BT]; not a constant
+        nu = tl.zeros([16, BK], dtype=tl.float32)
+        if USE_INITIAL_STATE:
+            nu += tl.load(nu0 + n * K + cols_k, mask=k_ok, other=0.0)[None, :]
+    elif NORMALIZE:
+        nu = tl.zeros([BK], dtype=tl.float32)
+        if USE_INITIAL_STATE:
             nu = tl.load(nu0 + n * K + cols_k, mask=k_ok, other=0.0)
     if GATE == GATE_SCALAR:
         log_gamma = tl.load(gate + i_n % H).to(tl.float32)
@@ -77,17 +132,22 @@ def chunk_gated_fwd_kernel(
         gate += n * tl.cdiv(T, BT) * K
         gate_end += n * tl.cdiv(T, BT) * K
 
-    for i_t in range(0, tl.cdiv(T, BT)):
-        t = i_t * BT + rows
-        t_ok = t < T  # the last chunk may be short: masked rows load as 0 and contribute nothing
-        q_c = tl.load(q + t[:, None] * K + cols_k[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0)
-        k_c = tl.load(k + t[:, None] * K + cols_k[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0)
-        v_c = tl.load(v + t[:, None] * V + cols_v[None, :], mask=t_ok[:, None] & v_ok[None, :], other=0.0)
+    causal = rows[:, None] >= rows[None, :]
+    for i_t in range(0, n_chunks):
+        t0 = i_t * BT
+        t_ok = t0 + rows < T  # the last chunk may be short: masked rows load as 0 and contribute nothing
+        q_c = load_tile(q, t0, 0, T, K, BT, BK, TMA)
+        k_c = load_tile(k, t0, 0, T, K, BT, BK, TMA)
+        v_c = load_tile(v, t0, i_v * BV, T, V, BT, BV, TMA)
 
         if GATE == GATE_NONE:
             A = tl.where(causal, tl.dot(q_c, tl.trans(k_c)), 0.0)  # intra-chunk scores q_i . k_j, j <= i
             o_c = tl.dot(q_c, state.to(q_c.dtype)) + tl.dot(A.to(v_c.dtype), v_c)
-            if NORMALIZE:  # the same sums for a value of 1: q_i . nu + sum_j A_ij
+            if NORMALIZE and NORM_TC:  # every column: q_i . nu + sum_j A_ij
+                den = tl.dot(q_c, tl.trans(nu.to(q_c.dtype))) + tl.dot(A.to(q_c.dtype), tl.trans(ones_t.to(q_c.dtype)))
+                o_c = o_c / tl.where(t_ok, scale * tl.max(den, axis=1) + eps, 1.0)[:, None]  # rows past T: not 0/0
+                nu += tl.dot(ones_t.to(k_c.dtype), k_c)
+            elif NORMALIZE:  # the same sums for a value of 1: q_i . nu + sum_j A_ij
                 den = scale * (tl.sum(q_c.to(tl.float32) * nu[None, :], axis=1) + tl.sum(A, axis=1)) + eps
                 o_c = o_c / tl.where(t_ok, den, 1.0)[:, None]  # rows past the end would divide 0 by 0
                 nu += tl.sum(k_c.to(tl.float32), axis=0)
@@ -95,7 +155,7 @@ def chunk_gated_fwd_kernel(
         elif GATE == GATE_SCALAR:
             # log-decay from the chunk's start to row i is (i + 1) log gamma: no loads, no cumulative sum
             b = (rows + 1).to(tl.float32) * log_gamma
-            b_last = tl.minimum(T - i_t * BT, BT).to(tl.float32) * log_gamma  # the last real row's
+            b_last = tl.minimum(T - t0, BT).to(tl.float32) * log_gamma  # the last real row's
             # gamma^(i - j) directly for each pair, every exponent <= 0 whatever gamma is
             A = tl.dot(q_c, tl.trans(k_c)) * tl.exp(tl.where(causal, b[:, None] - b[None, :], float("-inf")))
             # The decays are per row, so they can scale the products' rows instead of q and k:
@@ -113,15 +173,20 @@ def chunk_gated_fwd_kernel(
             state = state * to_mid[:, None]
             o_c = tl.dot(q_c, state.to(q_c.dtype)) + tl.dot(A.to(v_c.dtype), v_c)
             state = (state + tl.dot(tl.trans(k_c), v_c.to(k_c.dtype))) * mid_to_end[:, None]
-        tl.store(o + t[:, None] * V + cols_v[None, :], (scale * o_c).to(o.dtype.element_ty),
-                 mask=t_ok[:, None] & v_ok[None, :])
+        store_tile(o, (scale * o_c).to(v_c.dtype), t0, i_v * BV, T, V, BT, BV, TMA)
 
     if STORE_FINAL_STATE:
-        tl.store(state1 + n * K * V + cols_k[:, None] * V + cols_v[None, :], state,
-                 mask=k_ok[:, None] & v_ok[None, :])
+        if first != 0:  # (a second pass that has nothing to redo leaves the first pass's state)
+            if poisoned:
+                state += float("nan")
+            tl.store(state1 + n * K * V + cols_k[:, None] * V + cols_v[None, :], state,
+                     mask=k_ok[:, None] & v_ok[None, :])
         if NORMALIZE:
             if i_v == 0:
-                tl.store(nu1 + n * K + cols_k, nu, mask=k_ok)
+                if NORM_TC:
+                    tl.store(nu1 + n * K + cols_k, tl.max(nu, axis=0), mask=k_ok)
+                else:
+                    tl.store(nu1 + n * K + cols_k, nu, mask=k_ok)
 
 
 @triton.jit
@@ -129,65 +194,86 @@ def gla_prepare_kernel(
     q, k, g,                    # [N, T, K]: queries, keys, log-gates
     q_mid, k_mid,               # out [N, T, K]: q * exp(b - b_mid), k * exp(b_mid - b)
     to_mid, mid_to_end,         # out [N, NT, K], float32: exp(b_mid) and exp(b_last - b_mid) of each chunk
-    status,                     # out: int32 [1], BAD_GATES | OUT_OF_RANGE where some chunk has them
+    status,                     # int32 [3]: the flags of the first pass, of the second, the largest positive gate
     T,
-    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+    K: tl.constexpr, BT: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr,
     MAX_EXPONENT: tl.constexpr,
     SCAN_PRECISION: tl.constexpr,  # "ieee" for float32 gates, whose sums must not be rounded to TF32
+    SECOND_PASS: tl.constexpr,  # run only where the first pass found chunks out of range (and no bad gates)
 ):
-    """One program per (chunk, sequence, BC key features), all at once: the gate-dependent part of GLA.
+    """One program per (BR rows = BR / BT chunks, sequence, BC key features), all at once: the gate-dependent
+    part of GLA.
 
     b is the cumulative log-gate from the chunk's start (inclusive), per key feature, so the decay from row
     j to row i is exp(b_i - b_j) = exp(b_i - b_mid) * exp(b_mid - b_j): a query factor times a key factor,
     which turns the intra-chunk scores into one matrix product. Taken around the chunk's middle row, each
-    factor spans at most BT/2 gates; where one passes exp(MAX_EXPONENT) the wrapper runs again with smaller
-    chunks.
+    factor spans at most BT/2 gates; where one passes exp(MAX_EXPONENT) a second pass with chunks of 16 follows.
     """
-    i_t, i_n, i_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    if SECOND_PASS:
+        if tl.load(status) != OUT_OF_RANGE:
+            return
+    i_r, i_n, i_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n = i_n.to(tl.int64)
-    rows = tl.arange(0, BT)
-    t = i_t * BT + rows
+    rows = tl.arange(0, BR)
+    t = i_r * BR + rows
     cols = i_c * BC + tl.arange(0, BC)
     offsets = n * T * K + t[:, None] * K + cols[None, :]
     mask = (t < T)[:, None] & (cols < K)[None, :]
     g_c = tl.load(g + offsets, mask=mask, other=0.0)  # rows past the end hold 0: they keep b at its last value
 
-    # Cumulative sums as products with matrices of ones (lower triangle; first half of the columns; all):
-    # the tensor cores do in one step what a scan across threads does in many. Every row of b_mid and b_last
-    # holds the same values, so they line up with b element by element.
-    ones = tl.full([BT, BT], 1.0, g_c.dtype)
-    b = tl.dot(tl.where(rows[:, None] >= rows[None, :], ones, 0.0), g_c, input_precision=SCAN_PRECISION)
-    b_mid = tl.dot(tl.where(rows[None, :] < BT // 2, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
-    b_last = tl.dot(ones, g_c, input_precision=SCAN_PRECISION)
+    # Cumulative sums as products with matrices of ones (lower triangle; first half of the columns; all, each
+    # within its chunk): the tensor cores do in one step what a scan across threads does in many. All rows of
+    # one chunk in b_mid and b_last hold the same values, so they line up with b element by element.
+    ones = tl.full([BR, BR], 1.0, g_c.dtype)
+    if BR == BT:  # one chunk per program (the usual case): no masks for the chunks
+        lower, first_half, same_chunk = rows[:, None] >= rows[None, :], rows[None, :] < BT // 2, ones != 0
+        first_row = (rows[:, None] == 0) & (cols < K)[None, :]  # the per-chunk vectors, from one of the equal rows
+        chunk_offsets = (n * tl.cdiv(T, BT) + i_r) * K + cols[None, :] + 0 * rows[:, None]
+    else:
+        same_chunk = rows[:, None] // BT == rows[None, :] // BT
+        lower = same_chunk & (rows[:, None] >= rows[None, :])
+        first_half = same_chunk & (rows[None, :] % BT < BT // 2)
+        first_row = (t % BT == 0)[:, None] & mask
+        chunk_offsets = (n * tl.cdiv(T, BT) + t[:, None] // BT) * K + cols[None, :]
+    b = tl.dot(tl.where(lower, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+    b_mid = tl.dot(tl.where(first_half, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+    b_last = tl.dot(tl.where(same_chunk, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
     q_c = tl.load(q + offsets, mask=mask, other=0.0).to(tl.float32)
     k_c = tl.load(k + offsets, mask=mask, other=0.0).to(tl.float32)
     tl.store(q_mid + offsets, (q_c * tl.exp(b - b_mid)).to(q_mid.dtype.element_ty), mask=mask)
     tl.store(k_mid + offsets, (k_c * tl.exp(b_mid - b)).to(k_mid.dtype.element_ty), mask=mask)
-    first_row = (rows[:, None] == 0) & (cols < K)[None, :]  # the per-chunk vectors, from one of the equal rows
-    chunk_offsets = (n * tl.cdiv(T, BT) + i_t) * K + cols[None, :] + 0 * rows[:, None]
     tl.store(to_mid + chunk_offsets, tl.exp(b_mid), mask=first_row)
     tl.store(mid_to_end + chunk_offsets, tl.exp(b_last - b_mid), mask=first_row)
 
     g_c = g_c.to(tl.float32)
-    flags = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), BAD_GATES, 0))
-    flags |= tl.max(tl.where(tl.abs(b - b_mid) > MAX_EXPONENT, OUT_OF_RANGE, 0))
+    bad = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), 1, 0))  # +inf is > 0
+    flags = tl.max(tl.where(tl.abs(b - b_mid) > MAX_EXPONENT, OUT_OF_RANGE, 0))
+    if bad != 0:  # rare: then say which fault, and keep the largest positive gate for the error message
+        nonfinite = (g_c != g_c) | (tl.abs(g_c) == float("inf"))
+        positive = (g_c > 0) & ~nonfinite
+        flags |= tl.max(tl.where(nonfinite, NONFINITE_GATES, 0)) | tl.max(tl.where(positive, POSITIVE_GATES, 0))
+        # positive floats order like their bit patterns
+        tl.atomic_max(status + 2, tl.max(tl.where(positive, g_c, 0.0)).to(tl.int32, bitcast=True))
     if flags != 0:
-        tl.atomic_or(status, flags)
+        tl.atomic_or(status + SECOND_PASS, flags)
 
 
-# Launch settings per gate kind (value block, warps, pipeline stages), tuned on an H100 at B=4, H=16, d=128,
-# bfloat16 (benchmarks/NOTES_triton.md). The interpreter runs one program at a time in numpy, so there the
-# whole value dimension goes to one program.
-DEFAULT_LAUNCH = {0: (64, 4, 4), 1: (64, 4, 3), 2: (64, 4, 4)}
-PREPARE_NUM_WARPS, PREPARE_BLOCK_K = 4, 64
+# Launch settings per gate kind: value block, warps, pipeline stages, tensor descriptors; tuned on an H200 at
+# B=4, H=16, d=128, bfloat16 (benchmarks/NOTES_triton.md). The interpreter runs one program at a time in numpy,
+# so there the whole value dimension goes to one program.
+DEFAULT_LAUNCH = {0: (64, 4, 4, True), 1: (64, 4, 4, True), 2: (64, 4, 4, True)}
+PREPARE_NUM_WARPS, PREPARE_BLOCK_K = 8, 64
 MAX_HEAD_DIM = 128
-SHARED_MEMORY_FOR_STAGES = 192 * 1024  # of an H100's 227 KB per block; the rest holds the state and scores
+NORM_ON_TENSOR_CORES = True  # the normalizer's sums as tensor-core products (else row and column sums)
+CHUNK_FOR_STRONG_GATES = 16  # GLA's second pass: the smallest chunk, whose factors span 8 gates
+SHARED_MEMORY_FOR_STAGES = 192 * 1024  # of an H100's / H200's 227 KB per block; the rest holds the state and scores
+NORM_TC_SHARED_MEMORY = 32 * 1024  # what the normalizer's tensor-core operands take from the stages
 
 
-def pipeline_stages(stages, BT, BK, BV, itemsize):
-    """At most `stages` copies of a chunk's tiles in flight, as many as fit in shared memory."""
+def pipeline_stages(stages, BT, BK, BV, itemsize, budget=SHARED_MEMORY_FOR_STAGES):
+    """At most `stages` copies of a chunk's tiles in flight, as many as fit in `budget` bytes of shared memory."""
     chunk_bytes = BT * (2 * BK + BV) * itemsize
-    return max(1, min(stages, SHARED_MEMORY_FOR_STAGES // chunk_bytes))
+    return max(1, min(stages, budget // chunk_bytes))
 
 
 def interpreted():
@@ -195,14 +281,37 @@ def interpreted():
     return not isinstance(chunk_gated_fwd_kernel, triton.runtime.JITFunction)
 
 
+def tma_usable(*tensors):
+    """Tensor descriptors need Hopper's copy engine (or the interpreter) and rows of a multiple of 16 bytes."""
+    if not interpreted() and torch.cuda.get_device_capability(tensors[0].device)[0] < 9:
+        return False
+    return all(x.data_ptr() % 16 == 0 and x.shape[-1] * x.element_size() % 16 == 0 for x in tensors)
+
+
+def _descriptor_memory(size, alignment, stream):
+    """Global memory in which the kernel writes the descriptors it makes (triton.set_allocator's contract)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _ensure_allocator():
+    from triton.runtime import _allocation
+    if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):  # keep one the caller has set
+        triton.set_allocator(_descriptor_memory)
+
+
 def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, initial_state=None, initial_nu=None,
                         normalize=False, eps=0.0, output_final_state=False, block_v=None, num_warps=None,
-                        num_stages=None, status=None):
+                        num_stages=None, status=None, tma=None, norm_tc=None):
     """Launch the kernels on validated [..., T, K] / [..., T, V] tensors of one dtype and device.
 
     gate: GATE_NONE, GATE_SCALAR (gates: float32 log-decays [H], or [1] for one decay) or GATE_VECTOR
-    (gates: log-gates shaped like k; `status`, a zeroed int32 [1] tensor, receives BAD_GATES | OUT_OF_RANGE).
+    (gates: log-gates shaped like k). Vector gate with `status`, a zeroed int32 [3] tensor: a second pass with
+    chunks of 16 redoes the sequences once the first finds chunks out of range, and fills the output (and final
+    state) with NaN where the gates are bad; `status` receives the flags of both passes (OUT_OF_RANGE,
+    POSITIVE_GATES, NONFINITE_GATES) and the largest positive gate's float32 bits. All of it without a host wait.
     initial_state [..., K, V] and initial_nu [..., K] are float32 or None.
+    tma: read through tensor descriptors (None: the gate kind's default, where the GPU and the shapes allow).
+    norm_tc: the normalizer's sums on the tensor cores (None: except for float16, whose range nu can pass).
     Returns (o [..., T, V], final state or None, final nu or None).
     """
     # The interpreter also multiplies the vector-gate factors of pairs above the diagonal, which may overflow
@@ -210,20 +319,22 @@ def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, ini
     quiet = interpreted() and gate == GATE_VECTOR
     with np.errstate(over="ignore", invalid="ignore", divide="ignore") if quiet else contextlib.nullcontext():
         return _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps,
-                       output_final_state, block_v, num_warps, num_stages, status)
+                       output_final_state, block_v, num_warps, num_stages, status, tma, norm_tc)
 
 
 def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps, output_final_state,
-            block_v, num_warps, num_stages, status):
+            block_v, num_warps, num_stages, status, tma, norm_tc):
     *lead, T, K = q.shape
     V = v.shape[-1]
     N = math.prod(lead)
-    BT = chunk_size
     BK = max(16, triton.next_power_of_2(K))  # tl.dot needs tiles of 16 or more
-    default_block_v, default_warps, default_stages = DEFAULT_LAUNCH[int(gate)]
+    default_block_v, default_warps, default_stages, default_tma = DEFAULT_LAUNCH[int(gate)]
     if block_v is None:
         block_v = MAX_HEAD_DIM if interpreted() else default_block_v
     BV = max(16, min(triton.next_power_of_2(block_v), triton.next_power_of_2(V)))
+    if norm_tc is None:
+        norm_tc = NORM_ON_TENSOR_CORES and q.dtype != torch.float16
+    stage_memory = SHARED_MEMORY_FOR_STAGES - (NORM_TC_SHARED_MEMORY if normalize and norm_tc else 0)
 
     q, k, v = (x.reshape(N, T, x.shape[-1]).contiguous() for x in (q, k, v))
     o = torch.empty(N, T, V, dtype=q.dtype, device=q.device)
@@ -235,37 +346,49 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
         initial_state = initial_state.reshape(N, K, V).contiguous()
         initial_nu = initial_nu.reshape(N, K).contiguous() if normalize else None
     unused = q  # pointer arguments a specialisation never reads still need a tensor
-    gate_end = unused
-    if gate == GATE_VECTOR:
+
+    def loop(q, k, gates, gate_end, BT, guard):
+        use_tma = (default_tma if tma is None else tma) and tma_usable(q, k, v, o)
+        if use_tma and not interpreted():
+            _ensure_allocator()
+        grid = (triton.cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q, k in L2
+        chunk_gated_fwd_kernel[grid](
+            q, k, v, o, gates if gate != GATE_NONE else unused, gate_end,
+            initial_state if initial_state is not None else unused,
+            initial_nu if initial_nu is not None else unused,
+            state1 if state1 is not None else unused,
+            nu1 if nu1 is not None else unused,
+            status if status is not None else unused,
+            T, gates.numel() if gate == GATE_SCALAR else 1, float(scale), float(eps),
+            K=K, V=V, BT=BT, BK=BK, BV=BV, GATE=gate, NORMALIZE=normalize, NORM_TC=bool(norm_tc),
+            GUARD=guard,
+            USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state, TMA=use_tma,
+            num_warps=num_warps or default_warps,
+            num_stages=num_stages or pipeline_stages(default_stages, BT, BK, BV, q.element_size(), stage_memory),
+        )
+
+    if gate != GATE_VECTOR:
+        loop(q, k, gates, unused, chunk_size, False)
+    else:
         g = gates.reshape(N, T, K).contiguous()
         if g.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             g = g.float()
-        if status is None:
-            status = torch.zeros(1, dtype=torch.int32, device=q.device)
+        flags = status if status is not None else torch.zeros(3, dtype=torch.int32, device=q.device)
         # float16 cannot hold the factors (up to exp(80)); bfloat16 has float32's range
         mid_dtype = torch.float32 if q.dtype == torch.float16 else q.dtype
         q_mid, k_mid = (torch.empty(N, T, K, dtype=mid_dtype, device=q.device) for _ in range(2))
-        gates, gate_end = (torch.empty(N, triton.cdiv(T, BT), K, dtype=torch.float32, device=q.device)
-                           for _ in range(2))
         BC = min(BK, PREPARE_BLOCK_K)
-        gla_prepare_kernel[(triton.cdiv(T, BT), N, triton.cdiv(K, BC))](
-            q, k, g, q_mid, k_mid, gates, gate_end, status, T, K=K, BT=BT, BC=BC, MAX_EXPONENT=MAX_GATE_EXPONENT,
-            SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32", num_warps=PREPARE_NUM_WARPS)
-        q, k = q_mid, k_mid
-
-    grid = (triton.cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q and k in L2
-    chunk_gated_fwd_kernel[grid](
-        q, k, v, o, gates if gate != GATE_NONE else unused, gate_end,
-        initial_state if initial_state is not None else unused,
-        initial_nu if initial_nu is not None else unused,
-        state1 if state1 is not None else unused,
-        nu1 if nu1 is not None else unused,
-        T, gates.numel() if gate == GATE_SCALAR else 1, float(scale), float(eps),
-        K=K, V=V, BT=BT, BK=BK, BV=BV, GATE=gate, NORMALIZE=normalize,
-        USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
-        num_warps=num_warps or default_warps,
-        num_stages=num_stages or pipeline_stages(default_stages, BT, BK, BV, q.element_size()),
-    )
+        # the first pass at chunk_size; with a status to report to, a second with chunks of 16 that does work
+        # only where the first found chunks out of range (the kernels read the flags: the host never waits)
+        for BT, second in ((chunk_size, False), (CHUNK_FOR_STRONG_GATES, True))[:2 if status is not None else 1]:
+            BR = max(BT, 64)  # rows per prepare program: chunks of 16 and 32 go four and two to a program
+            to_mid, mid_to_end = (torch.empty(N, triton.cdiv(T, BT), K, dtype=torch.float32, device=q.device)
+                                  for _ in range(2))
+            gla_prepare_kernel[(triton.cdiv(T, BR), N, triton.cdiv(K, BC))](
+                q, k, g, q_mid, k_mid, to_mid, mid_to_end, flags, T, K=K, BT=BT, BR=BR, BC=BC,
+                MAX_EXPONENT=MAX_GATE_EXPONENT, SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32",
+                SECOND_PASS=second, num_warps=PREPARE_NUM_WARPS)
+            loop(q_mid, k_mid, to_mid, mid_to_end, BT, second)
     o = o.reshape(*lead, T, V)
     if not output_final_state:
         return o, None, None

@@ -2,8 +2,8 @@
 
 Each module registers functions with `@wrong(exercise_id, phrase)`: the check of that exercise must reject
 the function with a message containing `phrase`, the name of the mistake class (say "upper triangle",
-"not normalized", "future tokens leak"). `hidden=True` marks mistakes only the held-out cases reveal
-(batch dimensions, float32, T not a multiple of the chunk).
+"not normalized", "future tokens leak"). Every entry must fail the VISIBLE check (tests/test_checks.py): a
+learner studying alone never sees the held-out cases.
 """
 import importlib
 import pkgutil
@@ -15,7 +15,6 @@ class WrongAnswer:
     exercise: str
     phrase: str
     fn: object
-    hidden: bool = False
 
     @property
     def id(self):
@@ -25,9 +24,9 @@ class WrongAnswer:
 BANK = []
 
 
-def wrong(exercise, phrase, hidden=False):
+def wrong(exercise, phrase):
     def register(fn):
-        BANK.append(WrongAnswer(exercise, phrase, fn, hidden))
+        BANK.append(WrongAnswer(exercise, phrase, fn))
         return fn
     return register
 

@@ -86,7 +86,7 @@ def visible_keys_columns(k, i):
     return k[..., : i + 1]
 
 
-@wrong("visible_keys", "slices the first axis", hidden=True)
+@wrong("visible_keys", "slices the first axis")
 def visible_keys_single_head(k, i):
     return k[: i + 1]  # right for [T, d], wrong once there are batch dimensions
 
@@ -158,3 +158,17 @@ def masked_scores_kq(q, k, scale=None):
 def masked_scores_noisy(q, k, scale=None):
     print("scores shape", tuple(q.shape), file=sys.stderr)  # printing to stderr, and no mask at all
     return q @ k.transpose(-1, -2) * _scale(q, scale)
+
+
+@wrong("masked_scores", "transpose the last two axes with .mT")
+def masked_scores_dot_T(q, k, scale=None):
+    T = q.shape[-2]
+    scores = q @ k.T * _scale(q, scale)  # right for [T, d]; .T reverses every axis of [B, H, T, d]
+    return scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+
+
+@wrong("masked_scores", "instead of -inf. In softmax attention either is accepted")
+def masked_scores_large_negative(q, k, scale=None):
+    T = q.shape[-2]
+    scores = q @ k.transpose(-1, -2) * _scale(q, scale)
+    return scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), -1e9)

@@ -166,3 +166,65 @@ def kv_cache_bytes_one_sequence(T, n_layers, n_heads, d_head, bytes_per_element=
 @wrong("kv_cache_bytes", "wrong type")
 def kv_cache_bytes_gib(T, n_layers, n_heads, d_head, bytes_per_element=2, batch_size=1):
     return 2 * batch_size * T * n_layers * n_heads * d_head * bytes_per_element / 1.0
+
+
+# ---------------------------------------------------------------- structure and further diagnoses
+
+
+@wrong("softmax_attention_parallel", "calls torch's `scaled_dot_product_attention`")
+def softmax_parallel_torch_attention(q, k, v, scale=None):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=_scale(q, scale))
+
+
+@wrong("softmax_attention_parallel", "swapped (K Q^T)")
+def softmax_parallel_keys_times_queries(q, k, v, scale=None):
+    scores = (k @ q.mT * _scale(q, scale)).masked_fill(_future(q.shape[-2]), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+@wrong("softmax_attention_recurrent", "does not work token by token")
+def softmax_recurrent_parallel_form(q, k, v, scale=None):
+    scores = (q @ k.mT * _scale(q, scale)).masked_fill(_future(q.shape[-2]), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v  # right values, but the whole T x T matrix at once
+
+
+@wrong("softmax_attention_step", "transpose the last two axes with .mT")
+def softmax_step_dot_T(q_t, k_cache, v_cache, scale=None):
+    scores = q_t @ k_cache.T * _scale(q_t, scale)  # right for a [t, d] cache only
+    return torch.softmax(scores, dim=-1) @ v_cache
+
+
+@wrong("softmax_attention_step", "the softmax runs over the first axis (dim=0)")
+def softmax_step_batch_axis(q_t, k_cache, v_cache, scale=None):
+    scores = (k_cache @ q_t.unsqueeze(-1)).squeeze(-1) * _scale(q_t, scale)
+    return (torch.softmax(scores, dim=0).unsqueeze(-2) @ v_cache).squeeze(-2)
+
+
+@wrong("softmax_attention_recurrent", "the softmax runs over the first axis (dim=0)")
+def softmax_recurrent_batch_axis(q, k, v, scale=None):
+    out = []
+    for t in range(q.shape[-2]):
+        scores = (k[..., : t + 1, :] @ q[..., t, :, None]).squeeze(-1) * _scale(q, scale)
+        out.append((torch.softmax(scores, 0).unsqueeze(-2) @ v[..., : t + 1, :]).squeeze(-2))  # dim=0: right for [T, d]
+    return torch.stack(out, -2)
+
+
+@wrong("softmax_attention_parallel", "Only the batch/head slices (0, 1), (0, 2), (1, 1), (1, 2) differ")
+def softmax_parallel_first_head_everywhere(q, k, v, scale=None):
+    if q.ndim == 4:  # head 0's queries and keys for every head
+        q, k = q[:, :1].expand_as(q), k[:, :1].expand_as(k)
+    scores = (q @ k.mT * _scale(q, scale)).masked_fill(_future(q.shape[-2]), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+@wrong("softmax_attention_parallel", "subtracts each row's maximum score before exp")
+def softmax_parallel_by_hand(q, k, v, scale=None):
+    scores = (q @ k.mT * _scale(q, scale)).masked_fill(_future(q.shape[-2]), float("-inf"))
+    weights = scores.exp()  # overflows for large scores: the maximum is not subtracted first
+    return weights / weights.sum(-1, keepdim=True) @ v
+
+
+@wrong("softmax_attention_step", "subtracts each row's maximum score before exp")
+def softmax_step_by_hand(q_t, k_cache, v_cache, scale=None):
+    weights = ((k_cache @ q_t.unsqueeze(-1)).squeeze(-1) * _scale(q_t, scale)).exp()
+    return (weights.unsqueeze(-2) @ v_cache).squeeze(-2) / weights.sum(-1, keepdim=True)

@@ -122,3 +122,78 @@ def linear_parallel_float32_buffer(q, k, v, feature_map=None, normalize=True, sc
         o = (w @ v[..., : i + 1, :]).squeeze(-2)
         out[..., i, :] = o / w.sum(-1) if normalize else o
     return out
+
+
+# ---------------------------------------------------------------- structure and further diagnoses
+
+
+@wrong("linear_attention_noncausal", "never form a T x T matrix")
+def noncausal_square_matrix(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    A = qp @ kp.mT  # right values, but the T x T matrix the form exists to avoid
+    out = A @ v
+    return out / (A.sum(-1, keepdim=True) + eps) if normalize else out
+
+
+@wrong("linear_attention_noncausal", "plain average")
+def noncausal_mean(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    out = qp @ (kp.mT @ v)
+    return out / q.shape[-2] if normalize else out
+
+
+@wrong("linear_attention_noncausal", "eps is ignored")
+def noncausal_without_eps(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    out = qp @ (kp.mT @ v)
+    return out / (qp @ kp.sum(-2, keepdim=True).mT) if normalize else out
+
+
+@wrong("linear_attention_noncausal", "'NoneType' object is not callable")
+def noncausal_feature_map_required(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    qp, kp = feature_map(q) * scale, feature_map(k)  # feature_map=None means no feature map
+    out = qp @ (kp.mT @ v)
+    return out / (qp @ kp.sum(-2, keepdim=True).mT + eps) if normalize else out
+
+
+@wrong("linear_attention_parallel", "A value filled in as -inf is right before a softmax")
+def linear_parallel_neg_inf(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    T = q.shape[-2]
+    A = (qp @ kp.mT).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))  # as for softmax
+    out = A @ v
+    return out / (A.sum(-1, keepdim=True) + eps) if normalize else out
+
+
+@wrong("linear_attention_parallel", "inside the feature map")
+def linear_parallel_phi_of_scaled_q(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    qp, kp = feature_map(q * scale), feature_map(k)
+    A = (qp @ kp.mT).tril()
+    out = A @ v
+    return out / (A.sum(-1, keepdim=True) + eps) if normalize else out
+
+
+@wrong("linear_attention_parallel", "swapped (K' Q'^T)")
+def linear_parallel_keys_times_queries(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    A = (kp @ qp.mT).tril()
+    out = A @ v
+    return out / (A.sum(-1, keepdim=True) + eps) if normalize else out
+
+
+@wrong("linear_attention_parallel", "each row of the result is the expected row times a factor of its own")
+def linear_parallel_denominator_plus_one(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    A = (qp @ kp.mT).tril()
+    out = A @ v
+    return out / (A.sum(-1, keepdim=True) + 1.0) if normalize else out  # + 1 where the formula has + eps
+
+
+@wrong("linear_attention_parallel", "plain average")
+def linear_parallel_mean(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _phis(q, k, feature_map, scale)
+    out = (qp @ kp.mT).tril() @ v
+    count = torch.arange(1, q.shape[-2] + 1, dtype=q.dtype).unsqueeze(-1)  # the number of keys j <= i
+    return out / count if normalize else out

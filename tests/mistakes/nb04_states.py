@@ -56,7 +56,7 @@ def state_update_outer_wrong_way(mu, nu, kp_t, v_t):
     return mu + v_t.unsqueeze(-1) * kp_t.unsqueeze(-2), nu + kp_t
 
 
-@wrong("state_update", "raised", hidden=True)
+@wrong("state_update", "raised")
 def state_update_outer(mu, nu, kp_t, v_t):
     return mu + torch.outer(kp_t, v_t), nu + kp_t  # torch.outer takes 1-D vectors only: no batch dimensions
 
@@ -91,7 +91,8 @@ def state_readout_keeps_row(qp_t, mu, nu=None, eps=0.0):
 
 def _prep(q, k, feature_map, scale):
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return feature_map(q) * scale, feature_map(k)
+    phi = feature_map or (lambda x: x)
+    return phi(q) * scale, phi(k)
 
 
 @wrong("linear_attention_recurrent", "not normalized")
@@ -105,7 +106,7 @@ def recurrent_no_denominator(q, k, v, feature_map=None, normalize=True, scale=No
     return torch.stack(out, -2)
 
 
-@wrong("linear_attention_recurrent", "NaN")
+@wrong("linear_attention_recurrent", "the state is read before it is updated")
 def recurrent_read_before_update(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
     qp, kp = _prep(q, k, feature_map, scale)
     mu = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
@@ -139,4 +140,94 @@ def recurrent_float32_state(q, k, v, feature_map=None, normalize=True, scale=Non
         nu = nu + kp[..., t, :].float()
         o = (qp[..., t, None, :].float() @ mu).squeeze(-2)
         out.append(o / (qp[..., t, :].float() * nu).sum(-1, keepdim=True) if normalize else o)
+    return torch.stack(out, -2)
+
+
+# ---------------------------------------------------------------- states, structure and further diagnoses
+
+
+@wrong("state_readout", "keepdim=True")
+def state_readout_without_keepdim(qp_t, mu, nu=None, eps=0.0):
+    out = (qp_t.unsqueeze(-2) @ mu).squeeze(-2)
+    return out if nu is None else out / ((qp_t * nu).sum(-1) + eps)  # [...] against [..., d_v]: right for 1-D only
+
+
+@wrong("state_readout", "eps is ignored")
+def state_readout_without_eps(qp_t, mu, nu=None, eps=0.0):
+    out = (qp_t.unsqueeze(-2) @ mu).squeeze(-2)
+    return out if nu is None else out / (qp_t * nu).sum(-1, keepdim=True)
+
+
+def _recurrent(q, k, v, feature_map, normalize, scale, eps, initial_state):
+    """A right recurrent form (the bank's helper); returns (o, final state)."""
+    qp, kp = _prep(q, k, feature_map, scale)
+    mu = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
+    nu = q.new_zeros(*q.shape[:-1])[..., :1].expand(*q.shape[:-2], q.shape[-1]).clone()
+    if initial_state is not None:
+        mu, nu = initial_state if normalize else (initial_state, nu)
+    out = []
+    for t in range(q.shape[-2]):
+        mu = mu + kp[..., t, :, None] * v[..., t, None, :]
+        nu = nu + kp[..., t, :]
+        o = (qp[..., t, None, :] @ mu).squeeze(-2)
+        out.append(o / ((qp[..., t, :] * nu).sum(-1, keepdim=True) + eps) if normalize else o)
+    return torch.stack(out, -2), ((mu, nu) if normalize else mu)
+
+
+@wrong("linear_attention_recurrent", "initial_state is ignored")
+def recurrent_ignores_initial_state(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0,
+                                    initial_state=None, output_final_state=False):
+    o, state = _recurrent(q, k, v, feature_map, normalize, scale, eps, None)
+    return (o, state) if output_final_state else o
+
+
+@wrong("linear_attention_recurrent", "the final state is not returned")
+def recurrent_no_final_state(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0,
+                             initial_state=None, output_final_state=False):
+    return _recurrent(q, k, v, feature_map, normalize, scale, eps, initial_state)[0]
+
+
+@wrong("linear_attention_recurrent", "does not work token by token")
+def recurrent_parallel_form(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0,
+                            initial_state=None, output_final_state=False):
+    qp, kp = _prep(q, k, feature_map, scale)
+    mu = (kp.unsqueeze(-1) * v.unsqueeze(-2)).cumsum(-3)  # every state at once: right values, not token by token
+    nu = kp.cumsum(-2)
+    if initial_state is not None:
+        mu0, nu0 = initial_state if normalize else (initial_state, 0.0)
+        mu, nu = mu + mu0.unsqueeze(-3), nu + (nu0.unsqueeze(-2) if torch.is_tensor(nu0) else nu0)
+    o = (qp.unsqueeze(-2) @ mu).squeeze(-2)
+    if normalize:
+        o = o / ((qp * nu).sum(-1, keepdim=True) + eps)
+    if output_final_state:
+        return o, ((mu[..., -1, :, :], nu[..., -1, :]) if normalize else mu[..., -1, :, :])
+    return o
+
+
+@wrong("linear_attention_recurrent", "update the state with k_t, v_t before reading it")
+def recurrent_denominator_before_update(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _prep(q, k, feature_map, scale)
+    mu = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
+    nu = q.new_zeros(*q.shape[:-2], q.shape[-1])
+    out = []
+    for t in range(q.shape[-2]):
+        mu = mu + kp[..., t, :, None] * v[..., t, None, :]
+        o = (qp[..., t, None, :] @ mu).squeeze(-2)
+        out.append(o / (qp[..., t, :] * nu).sum(-1, keepdim=True) if normalize else o)  # nu not yet updated
+        nu = nu + kp[..., t, :]
+    return torch.stack(out, -2)
+
+
+@wrong("linear_attention_recurrent", "Only the outputs at query 4 differ; the other 4 are right")
+def recurrent_state_reset_every_4(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
+    qp, kp = _prep(q, k, feature_map, scale)
+    out = []
+    for t in range(q.shape[-2]):
+        if t % 4 == 0:  # the state is started afresh every 4 tokens, as if each block were a new sequence
+            mu = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
+            nu = q.new_zeros(*q.shape[:-2], q.shape[-1])
+        mu = mu + kp[..., t, :, None] * v[..., t, None, :]
+        nu = nu + kp[..., t, :]
+        o = (qp[..., t, None, :] @ mu).squeeze(-2)
+        out.append(o / ((qp[..., t, :] * nu).sum(-1, keepdim=True) + eps) if normalize else o)
     return torch.stack(out, -2)

@@ -153,3 +153,70 @@ def scan_parallel_total(a, b, initial=None):
         B = torch.cat([B[:step], A[step:] * B[:-step] + B[step:]])
         A = torch.cat([A[:step], A[step:] * A[:-step]])
     return B[-1]
+
+
+@wrong("linear_scan_sequential", "initial state is ignored")
+def scan_ignores_initial(a, b, initial=None):
+    S = torch.zeros_like(b[0])  # the given S_{-1} is never used
+    out = []
+    for t in range(b.shape[0]):
+        S = a[t] * S + b[t]
+        out.append(S)
+    return torch.stack(out)
+
+
+@wrong("linear_scan_sequential", "the first step decays it too")
+def scan_initial_as_first_state(a, b, initial=None):
+    out = []
+    S = None
+    for t in range(b.shape[0]):
+        if S is None:
+            S = b[0] if initial is None else initial + b[0]  # initial taken as S_0 - b_0, never decayed by a_0
+        else:
+            S = a[t] * S + b[t]
+        out.append(S)
+    return torch.stack(out)
+
+
+@wrong("linear_scan_sequential", "does not work step by step")
+def scan_sequential_closed_form(a, b, initial=None):
+    P = torch.broadcast_to(a, b.shape).cumprod(0)  # prod_{s<=t} a_s; fine while no a_s is 0 or tiny
+    S = P * (b / P).cumsum(0)
+    return S if initial is None else S + P * initial
+
+
+@wrong("linear_scan_parallel", "initial state is ignored")
+def scan_parallel_ignores_initial(a, b, initial=None):
+    A = torch.broadcast_to(a, b.shape).clone()
+    B = b.clone()
+    for r in range(_rounds(b.shape[0])):
+        step = 2 ** r
+        B = torch.cat([B[:step], A[step:] * B[:-step] + B[step:]])
+        A = torch.cat([A[:step], A[step:] * A[:-step]])
+    return B
+
+
+@wrong("linear_scan_parallel", "works step by step")
+def scan_parallel_is_a_loop(a, b, initial=None):
+    S = torch.zeros_like(b[0]) if initial is None else initial
+    out = []
+    for t in range(b.shape[0]):  # right states, but T dependent steps instead of log2 T rounds
+        S = a[t] * S + b[t]
+        out.append(S)
+    return torch.stack(out)
+
+
+@wrong("linear_scan_parallel", "works step by step")
+def scan_parallel_rounds_over_positions(a, b, initial=None):
+    A = torch.broadcast_to(a, b.shape).clone()
+    B = b.clone()
+    if initial is not None:
+        B[0] = A[0] * initial + B[0]
+    for r in range(_rounds(b.shape[0])):
+        step = 2 ** r
+        A_new, B_new = A.clone(), B.clone()
+        for t in range(step, b.shape[0]):  # the rounds are right, but each visits the positions one by one
+            B_new[t] = A[t] * B[t - step] + B[t]
+            A_new[t] = A[t] * A[t - step]
+        A, B = A_new, B_new
+    return B

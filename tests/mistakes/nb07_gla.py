@@ -32,6 +32,11 @@ def gates_times_tau(x, w_down, w_up, bias, tau=16.0):
     return F.logsigmoid(x @ w_down @ w_up + bias) * tau
 
 
+@wrong("gla_gates", "logsigmoid")
+def gates_log_of_sigmoid(x, w_down, w_up, bias, tau=16.0):
+    return torch.log(torch.sigmoid(x @ w_down @ w_up + bias)) / tau  # sigmoid(-120) is 0 in float32
+
+
 # ---------------------------------------------------------------- gla_recurrent
 
 
@@ -122,9 +127,79 @@ def gla_parallel_plain_linear(q, k, v, g, scale=None):
     return ((q * scale) @ k.mT).masked_fill(~_causal(q.shape[-2]), 0.0) @ v
 
 
-@wrong("gla_parallel", "exp that overflows", hidden=True)
+@wrong("gla_parallel", "naive form divides by the cumulative gates")
 def gla_parallel_naive(q, k, v, g, scale=None):
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     B = g.cumsum(-2).exp()  # right for short sequences; K / B overflows under a strong decay
     A = ((q * scale * B) @ (k / B).mT).masked_fill(~_causal(q.shape[-2]), 0.0)
     return A @ v
+
+
+@wrong("gla_parallel", "exp before the mask")
+def gla_parallel_exp_then_mask(q, k, v, g, scale=None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    b = g.cumsum(-2)
+    decay = (b.unsqueeze(-2) - b.unsqueeze(-3)).exp() * _causal(q.shape[-2]).unsqueeze(-1)  # inf * 0 above
+    return torch.einsum("...ic,...jc,...ijc->...ij", q * scale, k, decay) @ v
+
+
+# ---------------------------------------------------------------- gla_recurrent: the saved state and the structure
+
+
+def _loop_with_state(q, k, v, g, scale, initial_state, output_final_state, use_initial=True, return_state=True):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
+    if use_initial and initial_state is not None:
+        S = initial_state
+    out = []
+    for t in range(q.shape[-2]):
+        S = g[..., t, :, None].exp() * S + k[..., t, :, None] * v[..., t, None, :]
+        out.append((q[..., t, None, :] * scale @ S).squeeze(-2))
+    o = torch.stack(out, -2)
+    return (o, S) if output_final_state and return_state else o
+
+
+@wrong("gla_recurrent", "initial_state is ignored")
+def gla_recurrent_ignores_initial_state(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
+    return _loop_with_state(q, k, v, g, scale, initial_state, output_final_state, use_initial=False)
+
+
+@wrong("gla_recurrent", "asks for the pair (o, S_T)")
+def gla_recurrent_never_returns_state(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
+    return _loop_with_state(q, k, v, g, scale, initial_state, output_final_state, return_state=False)
+
+
+@wrong("gla_recurrent", "does not work token by token")
+def gla_recurrent_is_parallel(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    b = g.cumsum(-2)
+    diff = (b.unsqueeze(-2) - b.unsqueeze(-3)).masked_fill(~_causal(q.shape[-2]).unsqueeze(-1), float("-inf"))
+    o = torch.einsum("...ic,...jc,...ijc->...ij", q * scale, k, diff.exp()) @ v
+    if initial_state is not None:
+        o = o + (q * scale * b.exp()) @ initial_state
+    if not output_final_state:
+        return o
+    S = (k * (b[..., -1:, :] - b).exp()).mT @ v
+    if initial_state is not None:
+        S = S + b[..., -1, :, None].exp() * initial_state
+    return o, S
+
+
+@wrong("gla_recurrent", "read before it is updated")
+def gla_recurrent_reads_first(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if initial_state is None else initial_state
+    out = []
+    for t in range(q.shape[-2]):
+        out.append((q[..., t, None, :] * scale @ S).squeeze(-2))  # read S_{t-1}, then update
+        S = g[..., t, :, None].exp() * S + k[..., t, :, None] * v[..., t, None, :]
+    o = torch.stack(out, -2)
+    return (o, S) if output_final_state else o
+
+
+@wrong("gla_parallel", "q and k are swapped")
+def gla_parallel_k_q(q, k, v, g, scale=None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    b = g.cumsum(-2)
+    diff = (b.unsqueeze(-2) - b.unsqueeze(-3)).masked_fill(~_causal(q.shape[-2]).unsqueeze(-1), float("-inf"))
+    return torch.einsum("...ic,...jc,...ijc->...ij", k * scale, q, diff.exp()) @ v

@@ -57,13 +57,32 @@ def scores_scalar_decay_only(q, k, b=None):
     return A * (b - b.mT).exp().masked_fill(~_lower(C), 0.0)  # works for b [C, 1] only
 
 
+@wrong("intra_chunk_scores", "exp before the mask")
+def scores_exp_then_mask(q, k, b=None):
+    C = q.shape[-2]
+    if b is None:
+        return (q @ k.mT) * _lower(C)
+    decay = _decay(b).exp() * _lower(C).unsqueeze(-1)  # exp(93) = inf above the diagonal, then inf * 0 = NaN
+    return torch.einsum("...ic,...jc,...ijc->...ij", q, k, decay)
+
+
+@wrong("intra_chunk_scores", "naive form")
+def scores_factored(q, k, b=None):
+    C = q.shape[-2]
+    if b is None:
+        return (q @ k.mT).tril()
+    return ((q * b.exp()) @ (k * (-b).exp()).mT).masked_fill(~_lower(C), 0.0)  # exp(-b) overflows for b < -88.7
+
+
 # ---------------------------------------------------------------- the chunked forms
 
 
-def _chunked(q, k, v, g, scale, C, carry=True, decay_state=True):
-    """A learner's chunk loop; carry=False and decay_state=False are the two classic slips."""
+def _chunked(q, k, v, g, scale, C, carry=True, decay_state=True, initial_state=None, output_final_state=False,
+             scores=None):
+    """A learner's chunk loop; carry=False and decay_state=False are the two classic slips. scores(qc, kc, b):
+    the intra-chunk scores, when not the right ones."""
     T, d_k, d_v = q.shape[-2], q.shape[-1], v.shape[-1]
-    S = q.new_zeros(*q.shape[:-2], d_k, d_v)
+    S = q.new_zeros(*q.shape[:-2], d_k, d_v) if initial_state is None else initial_state
     q = q * scale
     out = []
     for start in range(0, T, C):
@@ -77,11 +96,12 @@ def _chunked(q, k, v, g, scale, C, carry=True, decay_state=True):
             continue
         b = g[..., start:start + C, :].cumsum(-2)
         diff = _decay(b).masked_fill(~_lower(n).unsqueeze(-1), float("-inf"))
-        intra = torch.einsum("...ic,...jc,...ijc->...ij", qc, kc, diff.exp())
+        intra = torch.einsum("...ic,...jc,...ijc->...ij", qc, kc, diff.exp()) if scores is None else scores(qc, kc, b)
         inter = (qc * b.exp()) @ S if decay_state else qc @ S
         out.append(intra @ vc + inter)
         S = b[..., -1:, :].mT.exp() * S + (kc * (b[..., -1:, :] - b).exp()).mT @ vc
-    return torch.cat(out, -2)
+    o = torch.cat(out, -2)
+    return (o, S) if output_final_state else o
 
 
 def _scale(q, scale):
@@ -173,9 +193,147 @@ def gla_chunk_state_not_decayed(q, k, v, g, scale=None, chunk_size=64):
     return _chunked(q, k, v, g, _scale(q, scale), chunk_size, decay_state=False)
 
 
-@wrong("gla_chunk", "wrong shape", hidden=True)
+@wrong("gla_chunk", "wrong shape")
 def gla_chunk_drops_tail(q, k, v, g, scale=None, chunk_size=64):
     T = q.shape[-2] // chunk_size * chunk_size  # forgets the last, shorter chunk
     if T == 0:
         T = q.shape[-2]
     return _chunked(q[..., :T, :], k[..., :T, :], v[..., :T, :], g[..., :T, :], _scale(q, scale), chunk_size)
+
+
+# ---------------------------------------------------------------- the saved state, strong gates, eps, per-head gamma
+
+
+@wrong("chunk_gated_linear_attention", "exp before the mask")
+def core_exp_then_mask(q, k, v, g=None, scale=1.0, chunk_size=64, initial_state=None, output_final_state=False):
+    return _chunked(q, k, v, g, scale, chunk_size, initial_state=initial_state,
+                    output_final_state=output_final_state, scores=scores_exp_then_mask)
+
+
+@wrong("chunk_gated_linear_attention", "initial_state is ignored")
+def core_ignores_initial_state(q, k, v, g=None, scale=1.0, chunk_size=64, initial_state=None,
+                               output_final_state=False):
+    return _chunked(q, k, v, g, scale, chunk_size, output_final_state=output_final_state)
+
+
+@wrong("gla_chunk", "asks for the pair (o, S_T)")
+def gla_chunk_never_returns_state(q, k, v, g, scale=None, chunk_size=64, initial_state=None,
+                                  output_final_state=False):
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state)
+
+
+@wrong("gla_chunk", "exp before the mask")
+def gla_chunk_exp_then_mask(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_final_state=False):
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+                    output_final_state=output_final_state, scores=scores_exp_then_mask)
+
+
+@wrong("retention_chunk", "raised")
+def retention_chunk_one_gamma_only(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
+                                   output_final_state=False):
+    g = torch.as_tensor(gamma, dtype=q.dtype).log() * torch.ones_like(q[..., :1])  # [H] lands on the last axis
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+                    output_final_state=output_final_state)
+
+
+@wrong("retention_chunk", "log-gate of retention is log(gamma)")
+def retention_chunk_gamma_as_log_gate(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
+                                      output_final_state=False):
+    g = torch.as_tensor(gamma, dtype=q.dtype)
+    g = (g.view(-1, 1, 1) if g.ndim else g) * torch.ones_like(q[..., :1])  # gamma, not log(gamma)
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+                    output_final_state=output_final_state)
+
+
+@wrong("retention_chunk", "initial_state is ignored")
+def retention_chunk_ignores_initial_state(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
+                                          output_final_state=False):
+    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), chunk_size,
+                    output_final_state=output_final_state)
+
+
+def _linear_chunk(q, k, v, feature_map, normalize, scale, eps, chunk_size, initial_state, output_final_state,
+                  use_eps=True, use_initial=True):
+    scale = _scale(q, scale)
+    if feature_map is not None:
+        q, k = feature_map(q), feature_map(k)
+    d_v = v.shape[-1]
+    if normalize:
+        v = torch.cat([v, torch.ones_like(v[..., :1])], -1)
+        if initial_state is not None:
+            initial_state = torch.cat([initial_state[0], initial_state[1].unsqueeze(-1)], -1)
+    o, S = _chunked(q, k, v, None, scale, chunk_size, initial_state=initial_state if use_initial else None,
+                    output_final_state=True)
+    if normalize:
+        o, S = o[..., :d_v] / (o[..., d_v:] + (eps if use_eps else 0.0)), (S[..., :d_v], S[..., d_v])
+    return (o, S) if output_final_state else o
+
+
+@wrong("linear_attention_chunk", "eps is ignored")
+def linear_chunk_ignores_eps(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64,
+                             initial_state=None, output_final_state=False):
+    return _linear_chunk(q, k, v, feature_map, normalize, scale, eps, chunk_size, initial_state, output_final_state,
+                         use_eps=False)
+
+
+@wrong("linear_attention_chunk", "initial_state is ignored")
+def linear_chunk_ignores_initial_state(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0,
+                                       chunk_size=64, initial_state=None, output_final_state=False):
+    return _linear_chunk(q, k, v, feature_map, normalize, scale, eps, chunk_size, initial_state, output_final_state,
+                         use_initial=False)
+
+
+@wrong("linear_attention_chunk", "'NoneType' object is not callable")
+def linear_chunk_always_maps(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64,
+                             initial_state=None, output_final_state=False):
+    return _linear_chunk(q, k, v, lambda x: feature_map(x), normalize, scale, eps, chunk_size, initial_state,
+                         output_final_state)
+
+
+@wrong("gla_chunk", "builds a T x T matrix")
+def gla_chunk_is_the_parallel_form(q, k, v, g, scale=None, chunk_size=64, initial_state=None,
+                                   output_final_state=False):
+    """notebook 07's stable parallel form: right values, but a T x T x d_k tensor instead of C x C blocks."""
+    T = q.shape[-2]
+    b = g.cumsum(-2)
+    diff = _decay(b).masked_fill(~_lower(T).unsqueeze(-1), float("-inf"))
+    o = torch.einsum("...ic,...jc,...ijc->...ij", q * _scale(q, scale), k, diff.exp()) @ v
+    if initial_state is not None:
+        o = o + (q * _scale(q, scale) * b.exp()) @ initial_state
+    if not output_final_state:
+        return o
+    S = (k * (b[..., -1:, :] - b).exp()).mT @ v
+    return o, S if initial_state is None else S + b[..., -1, :, None].exp() * initial_state
+
+
+@wrong("retention_chunk", "builds a T x T matrix")
+def retention_chunk_one_block(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
+                              output_final_state=False):
+    """Right values from a single chunk of length T, whatever chunk_size says."""
+    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), q.shape[-2], initial_state=initial_state,
+                    output_final_state=output_final_state)
+
+
+@wrong("intra_chunk_scores", "q and k are swapped")
+def scores_k_q_transposed(q, k, b=None):
+    C = q.shape[-2]
+    if b is None:
+        return (k @ q.mT).tril()  # K Q^T: row i holds k_i . q_j
+    diff = _decay(b).masked_fill(~_lower(C).unsqueeze(-1), float("-inf"))
+    return torch.einsum("...ic,...jc,...ijc->...ij", k, q, diff.exp())
+
+
+@wrong("linear_attention_chunk", "scale goes after the feature map")
+def linear_chunk_maps_scaled_queries(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64,
+                                     initial_state=None, output_final_state=False):
+    q = q * _scale(q, scale)  # phi(q * scale) instead of phi(q) * scale
+    return _linear_chunk(q, k, v, feature_map, normalize, 1.0, eps, chunk_size, initial_state, output_final_state)
+
+
+@wrong("retention_chunk", "rounded to float32")
+def retention_chunk_float32_log_gamma(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
+                                      output_final_state=False):
+    g = torch.as_tensor(gamma).log()  # float32 for a Python float, then promoted: log(0.8) off by 1e-8
+    g = (g.view(-1, 1, 1) if g.ndim else g) * torch.ones_like(q[..., :1])
+    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+                    output_final_state=output_final_state)

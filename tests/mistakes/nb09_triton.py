@@ -36,21 +36,24 @@ def _sequences(*xs):
 
 @triton.jit
 def _row_sum_kernel(x, out, N, stride_row, stride_col, BLOCK: tl.constexpr, ROW_STRIDE_N: tl.constexpr,
-                    UNIT_COLUMNS: tl.constexpr, AXIS_1: tl.constexpr):
+                    UNIT_COLUMNS: tl.constexpr, AXIS_1: tl.constexpr, NO_MASK: tl.constexpr):
     m = tl.program_id(1) if AXIS_1 else tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     row = m * N if ROW_STRIDE_N else m * stride_row
     step = 1 if UNIT_COLUMNS else stride_col
-    values = tl.load(x + row + cols * step, mask=cols < N, other=0.0)
+    if NO_MASK:  # the lanes past N read on into the next row, and past the end of x on the last
+        values = tl.load(x + row + cols * step)
+    else:
+        values = tl.load(x + row + cols * step, mask=cols < N, other=0.0)
     tl.store(out + m, tl.sum(values, axis=0))
 
 
-def _row_sum(x, row_stride_n=False, unit_columns=False, axis_1=False):
+def _row_sum(x, row_stride_n=False, unit_columns=False, axis_1=False, no_mask=False):
     M, N = x.shape
     x_dev = x.to(DEVICE)
     out = torch.zeros(M, dtype=x.dtype, device=DEVICE)
     _row_sum_kernel[(M,)](x_dev, out, N, x_dev.stride(0), x_dev.stride(1), BLOCK=triton.next_power_of_2(N),
-                          ROW_STRIDE_N=row_stride_n, UNIT_COLUMNS=unit_columns, AXIS_1=axis_1)
+                          ROW_STRIDE_N=row_stride_n, UNIT_COLUMNS=unit_columns, AXIS_1=axis_1, NO_MASK=no_mask)
     return out.to(x.device)
 
 
@@ -69,13 +72,18 @@ def row_sum_wrong_axis(x):
     return _row_sum(x, axis_1=True)
 
 
+@wrong("row_sum_triton", "a load 28 elements past the end of `x`")
+def row_sum_unmasked_load(x):
+    return _row_sum(x, no_mask=True)
+
+
 # ---------------------------------------------------------------- matmul_triton
 
 
 @triton.jit
 def _matmul_kernel(a, b, c, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, BM: tl.constexpr,
                    BN: tl.constexpr, BK: tl.constexpr, ONE_TILE: tl.constexpr, RESET: tl.constexpr,
-                   CONTIGUOUS: tl.constexpr):
+                   CONTIGUOUS: tl.constexpr, STORE_UNMASKED: tl.constexpr):
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     cols = tl.program_id(1) * BN + tl.arange(0, BN)
     if CONTIGUOUS:  # as if every tensor were stored row by row
@@ -91,16 +99,19 @@ def _matmul_kernel(a, b, c, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
             acc = tl.dot(a_tile, b_tile)
         else:
             acc += tl.dot(a_tile, b_tile)
-    tl.store(c + rows[:, None] * N + cols[None, :], acc, mask=(rows[:, None] < M) & (cols[None, :] < N))
+    if STORE_UNMASKED:
+        tl.store(c + rows[:, None] * N + cols[None, :], acc)
+    else:
+        tl.store(c + rows[:, None] * N + cols[None, :], acc, mask=(rows[:, None] < M) & (cols[None, :] < N))
 
 
-def _matmul(a, b, one_tile=False, reset=False, contiguous=False):
+def _matmul(a, b, one_tile=False, reset=False, contiguous=False, store_unmasked=False):
     (M, K), N = a.shape, b.shape[1]
     a_dev, b_dev = a.to(DEVICE), b.to(DEVICE)
     c = torch.zeros(M, N, dtype=a.dtype, device=DEVICE)
     _matmul_kernel[(triton.cdiv(M, 16), triton.cdiv(N, 16))](
         a_dev, b_dev, c, M, N, K, a_dev.stride(0), a_dev.stride(1), b_dev.stride(0), b_dev.stride(1),
-        BM=16, BN=16, BK=16, ONE_TILE=one_tile, RESET=reset, CONTIGUOUS=contiguous)
+        BM=16, BN=16, BK=16, ONE_TILE=one_tile, RESET=reset, CONTIGUOUS=contiguous, STORE_UNMASKED=store_unmasked)
     return c.to(a.device)
 
 
@@ -114,7 +125,12 @@ def matmul_accumulator_replaced(a, b):
     return _matmul(a, b, reset=True)
 
 
-@wrong("matmul_triton", "strides are ignored", hidden=True)
+@wrong("matmul_triton", "a store 42 elements past the end of `c`")
+def matmul_unmasked_store(a, b):
+    return _matmul(a, b, store_unmasked=True)
+
+
+@wrong("matmul_triton", "strides are ignored")
 def matmul_assumes_contiguous(a, b):
     return _matmul(a, b, contiguous=True)
 
@@ -136,12 +152,13 @@ def _causal(pos, MASK: tl.constexpr):
 
 
 @triton.jit
-def _intra_kernel(q, k, v, o, T, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MASK: tl.constexpr):
+def _intra_kernel(q, k, v, o, T, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MASK: tl.constexpr,
+                  ROWS_TO_T: tl.constexpr):
     n, c = tl.program_id(0), tl.program_id(1)
     pos = tl.arange(0, BT)
     rows = c * BT + pos
     ck, cv = tl.arange(0, BK), tl.arange(0, BV)
-    row_ok = rows < T
+    row_ok = rows <= T if ROWS_TO_T else rows < T
     q_c = tl.load(q + n * T * K + rows[:, None] * K + ck[None, :], mask=row_ok[:, None] & (ck[None, :] < K), other=0.0)
     k_c = tl.load(k + n * T * K + rows[:, None] * K + ck[None, :], mask=row_ok[:, None] & (ck[None, :] < K), other=0.0)
     v_c = tl.load(v + n * T * V + rows[:, None] * V + cv[None, :], mask=row_ok[:, None] & (cv[None, :] < V), other=0.0)
@@ -149,13 +166,13 @@ def _intra_kernel(q, k, v, o, T, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: t
     tl.store(o + n * T * V + rows[:, None] * V + cv[None, :], tl.dot(A, v_c), mask=row_ok[:, None] & (cv[None, :] < V))
 
 
-def _intra(q, k, v, chunk_size, mask=MASK_RIGHT):
+def _intra(q, k, v, chunk_size, mask=MASK_RIGHT, rows_to_t=False):
     *lead, T, K = q.shape
     V = v.shape[-1]
     qs, ks, vs = _sequences(q, k, v)
     o = torch.zeros(qs.shape[0], T, V, dtype=q.dtype, device=DEVICE)
     _intra_kernel[(qs.shape[0], triton.cdiv(T, chunk_size))](qs, ks, vs, o, T, K, V, BT=chunk_size, BK=_tile(K),
-                                                              BV=_tile(V), MASK=mask)
+                                                              BV=_tile(V), MASK=mask, ROWS_TO_T=rows_to_t)
     return o.reshape(*lead, T, V).to(q.device)
 
 
@@ -174,13 +191,20 @@ def intra_unmasked(q, k, v, chunk_size=16):
     return _intra(q, k, v, chunk_size, MASK_NONE)
 
 
+@wrong("intra_chunk_triton", "a load 16 elements past the end of `q`")
+def intra_row_mask_to_t(q, k, v, chunk_size=16):
+    """rows <= T: one row too many in the short last chunk, read past the end of the last sequence."""
+    return _intra(q, k, v, chunk_size, rows_to_t=True)
+
+
 # One loop over the chunks for linear attention (GATE 0), retention (GATE 1) and GLA (GATE 2), as the notebook
 # builds them one after the other.
 @triton.jit
 def _chunk_kernel(q, k, v, g, o, log_gamma, T, K, V, H, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                   GATE: tl.constexpr, MASK: tl.constexpr, CARRY: tl.constexpr, READ_AFTER_UPDATE: tl.constexpr,
                   STATE_TRANSPOSED: tl.constexpr, DECAY_CARRY: tl.constexpr, HEAD_ZERO: tl.constexpr,
-                  SPLIT_EXP: tl.constexpr):
+                  SPLIT_EXP: tl.constexpr, STORE_UNMASKED: tl.constexpr = False, V_LIKE_K: tl.constexpr = False,
+                  B_FROM_ZERO: tl.constexpr = False, LAST_SHORT: tl.constexpr = False, HEAD_N: tl.constexpr = False):
     n = tl.program_id(0)
     q += n * T * K
     k += n * T * K
@@ -190,8 +214,8 @@ def _chunk_kernel(q, k, v, g, o, log_gamma, T, K, V, H, BT: tl.constexpr, BK: tl
     pos, ck, cv = tl.arange(0, BT), tl.arange(0, BK), tl.arange(0, BV)
     causal = _causal(pos, MASK)
     if GATE == 1:
-        lg = tl.load(log_gamma) if HEAD_ZERO else tl.load(log_gamma + n % H)
-        b = (pos + 1).to(tl.float32) * lg
+        lg = tl.load(log_gamma) if HEAD_ZERO else tl.load(log_gamma + n) if HEAD_N else tl.load(log_gamma + n % H)
+        b = (pos + (0 if B_FROM_ZERO else 1)).to(tl.float32) * lg  # B_FROM_ZERO: the exponent off by one
     S = tl.zeros([BK, BV], dtype=tl.float32)
     for start in range(0, T, BT):
         rows = start + pos
@@ -199,7 +223,10 @@ def _chunk_kernel(q, k, v, g, o, log_gamma, T, K, V, H, BT: tl.constexpr, BK: tl
         qk_mask = row_ok[:, None] & (ck[None, :] < K)
         q_c = tl.load(q + rows[:, None] * K + ck[None, :], mask=qk_mask, other=0.0)
         k_c = tl.load(k + rows[:, None] * K + ck[None, :], mask=qk_mask, other=0.0)
-        v_c = tl.load(v + rows[:, None] * V + cv[None, :], mask=row_ok[:, None] & (cv[None, :] < V), other=0.0)
+        if V_LIKE_K:  # v's rows taken K apart, as if d_v were d_k
+            v_c = tl.load(v + rows[:, None] * K + cv[None, :], mask=row_ok[:, None] & (cv[None, :] < V), other=0.0)
+        else:
+            v_c = tl.load(v + rows[:, None] * V + cv[None, :], mask=row_ok[:, None] & (cv[None, :] < V), other=0.0)
         if not CARRY:
             S = tl.zeros([BK, BV], dtype=tl.float32)
         if GATE == 0:
@@ -207,7 +234,7 @@ def _chunk_kernel(q, k, v, g, o, log_gamma, T, K, V, H, BT: tl.constexpr, BK: tl
             q_read, k_end, decay = q_c, k_c, 1.0
         elif GATE == 1:
             A = tl.dot(q_c, tl.trans(k_c)) * tl.exp(tl.where(causal, b[:, None] - b[None, :], float("-inf")))
-            b_last = tl.minimum(T - start, BT).to(tl.float32) * lg
+            b_last = (tl.minimum(T - start, BT) - (1 if LAST_SHORT else 0)).to(tl.float32) * lg
             q_read = q_c * tl.exp(b)[:, None] if DECAY_CARRY else q_c
             k_end, decay = k_c * tl.exp(b_last - b)[:, None], tl.exp(b_last)
         else:
@@ -229,11 +256,15 @@ def _chunk_kernel(q, k, v, g, o, log_gamma, T, K, V, H, BT: tl.constexpr, BK: tl
             o_c = tl.dot(A, v_c) + tl.dot(q_read, S)
         if not READ_AFTER_UPDATE:
             S = S * decay + tl.dot(tl.trans(k_end), v_c)
-        tl.store(o + rows[:, None] * V + cv[None, :], o_c, mask=row_ok[:, None] & (cv[None, :] < V))
+        if STORE_UNMASKED:
+            tl.store(o + rows[:, None] * V + cv[None, :], o_c)
+        else:
+            tl.store(o + rows[:, None] * V + cv[None, :], o_c, mask=row_ok[:, None] & (cv[None, :] < V))
 
 
 def _chunked(q, k, v, chunk_size, gate=0, g=None, gamma=None, scale=1.0, mask=MASK_RIGHT, carry=True,
-             read_after_update=False, state_transposed=False, decay_carry=True, head_zero=False, split_exp=False):
+             read_after_update=False, state_transposed=False, decay_carry=True, head_zero=False, split_exp=False,
+             **slips):
     *lead, T, K = q.shape
     V = v.shape[-1]
     H = q.shape[-3] if q.ndim >= 3 else 1
@@ -244,7 +275,7 @@ def _chunked(q, k, v, chunk_size, gate=0, g=None, gamma=None, scale=1.0, mask=MA
     _chunk_kernel[(qs.shape[0],)](
         qs, ks, vs, gs, o, log_gamma.to(DEVICE).contiguous(), T, K, V, H, BT=chunk_size, BK=_tile(K), BV=_tile(V),
         GATE=gate, MASK=mask, CARRY=carry, READ_AFTER_UPDATE=read_after_update, STATE_TRANSPOSED=state_transposed,
-        DECAY_CARRY=decay_carry, HEAD_ZERO=head_zero, SPLIT_EXP=split_exp)
+        DECAY_CARRY=decay_carry, HEAD_ZERO=head_zero, SPLIT_EXP=split_exp, **{k.upper(): v for k, v in slips.items()})
     return o.reshape(*lead, T, V).to(q.device)
 
 
@@ -277,6 +308,32 @@ def linear_strict(q, k, v, chunk_size=16):
     return _chunked(q, k, v, chunk_size, mask=MASK_STRICT)
 
 
+@wrong("linear_attention_triton", "a store 176 elements past the end of `o`")
+def linear_unmasked_store(q, k, v, chunk_size=16):
+    return _chunked(q, k, v, chunk_size, store_unmasked=True)
+
+
+@wrong("linear_attention_triton", "a load 504 elements past the end of `v` (384 of its 384 lanes)")
+def linear_assumes_dk_equals_dv(q, k, v, chunk_size=16):
+    return _chunked(q, k, v, chunk_size, v_like_k=True)
+
+
+@wrong("retention_triton", "decay exponent is off by one at the end of the chunk")
+def retention_last_off_by_one(q, k, v, gamma, scale=None, chunk_size=16):
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), last_short=True)
+
+
+@wrong("retention_triton", "a load 1 element past the end of `log_gamma`")
+def retention_head_is_program(q, k, v, gamma, scale=None, chunk_size=16):
+    """tl.load(log_gamma + n): right while B = 1, past the end of log_gamma for the second sequence of heads."""
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), head_n=True)
+
+
+def retention_b_from_zero(q, k, v, gamma, scale=None, chunk_size=16):
+    """b_i = i log(gamma) with b_last = L log(gamma): both off by one, which cancel: a right answer."""
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), b_from_zero=True)
+
+
 @wrong("retention_triton", "not decayed inside the chunk")
 def retention_undecayed_carry(q, k, v, gamma, scale=None, chunk_size=16):
     return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), decay_carry=False)
@@ -307,7 +364,7 @@ def gla_undecayed_carry(q, k, v, g, scale=None, chunk_size=16):
     return _chunked(q, k, v, chunk_size, 2, g=g, scale=_scale(q, scale), decay_carry=False)
 
 
-@wrong("gla_triton", "strong decay", hidden=True)
+@wrong("gla_triton", "strong decay")
 def gla_split_exponent(q, k, v, g, scale=None, chunk_size=16):
     return _chunked(q, k, v, chunk_size, 2, g=g, scale=_scale(q, scale), split_exp=True)
 

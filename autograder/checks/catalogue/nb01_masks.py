@@ -63,7 +63,9 @@ def _pairs_mistakes():
 
 def _visible_keys_cases(gen):
     k = randn(gen, 5, 3)
-    return [Case({"k": k, "i": 0}), Case({"k": k, "i": 2}), Case({"k": k, "i": 4})]
+    # leading batch and head dims, float32, a non-contiguous layout: k[:i + 1] passes the [T, d] cases only
+    return [Case({"k": k, "i": 0}), Case({"k": k, "i": 2}), Case({"k": k, "i": 4}),
+            Case({"k": strided(randn(gen, 2, 3, 6, 4, dtype=F32)), "i": 2})]
 
 
 def _visible_keys_hidden(gen):
@@ -107,9 +109,11 @@ def _num_keys_mistakes():
 
 def _scores_cases(gen):
     s = small_qkv()
+    # the last case has leading batch and head dims (k.T passes [T, d] only) and a non-contiguous layout
     return [Case({"q": s["q"], "k": s["k"]}, {"scale": 1.0}, "hand-checkable"),
             Case({"q": randn(gen, 5, 4), "k": randn(gen, 5, 4)}),
-            Case({"q": randn(gen, 6, 3, dtype=F32), "k": randn(gen, 6, 3, dtype=F32)})]
+            Case({"q": randn(gen, 6, 3, dtype=F32), "k": randn(gen, 6, 3, dtype=F32)}),
+            Case({"q": strided(randn(gen, 2, 3, 5, 4)), "k": strided(randn(gen, 2, 3, 5, 4))}, {"scale": 0.4})]
 
 
 def _scores_hidden(gen):
@@ -123,8 +127,20 @@ def _unmasked_scores(case):
     return (q @ k.mT) * scale_of(case)
 
 
+def _large_negative(fill):
+    """The scores masked with a large finite number (-1e9, the dtype's lowest...) instead of -inf."""
+    def make(case):
+        scores = ref.masked_scores(**case.inputs, **case.options)
+        value = torch.finfo(scores.dtype).min if fill == "min" else fill
+        return scores.masked_fill(torch.isinf(scores), value)
+    return Mistake(f"masked with {'the lowest finite number' if fill == 'min' else f'{fill:g}'} instead of -inf."
+                   " In softmax attention either is accepted, because exp() of both is 0 after the softmax (the"
+                   " reference uses -inf there too, and the outputs agree). Here the masked scores themselves are"
+                   " the result, and the exercise asks for -inf: use float('-inf')", make)
+
+
 def _scores_mistakes():
-    return (
+    return tuple(_large_negative(fill) for fill in (-1e9, -1e4, -1e10, -1e30, "min")) + (
         Mistake("upper triangle: the future (j > i) is visible and the past masked; mask the scores where j > i",
                 anti_causal(masks.masked_scores, {"q": -2, "k": -2}, (-2, -1))),
         Mistake("off-by-one mask: the diagonal is masked too (j < i instead of j <= i); query i sees key i",

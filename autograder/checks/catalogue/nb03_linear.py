@@ -22,11 +22,13 @@ from ..cases import (
     small_qkv,
     strided,
 )
+from ..structure import no_square_matrix
 
 
 def _elu_cases(gen):
     return [Case({"x": torch.tensor([[-2.0, -0.5, 0.0], [0.5, 1.0, 3.0]], dtype=F64)}, note="hand-checkable"),
-            Case({"x": randn(gen, 5, 4, dtype=F32)})]
+            Case({"x": randn(gen, 5, 4, dtype=F32)}),
+            Case({"x": strided(randn(gen, 2, 3, 4, 5) * 10)}, note="large values, any shape")]
 
 
 def _elu_hidden(gen):
@@ -45,9 +47,14 @@ def _elu_mistakes():
 
 def _la_cases(gen):
     s = small_qkv()
+    # every promise of the docstring: leading batch and head dims, d_k != d_v, eps, a given scale,
+    # feature_map=None (no feature map), float32 and a non-contiguous layout
     return [Case(s, {"feature_map": ref.elu_plus_one, "normalize": True}, "hand-checkable"),
             Case(qkv(gen, (), 5, 4, 3), {"feature_map": ref.elu_plus_one, "normalize": True}),
-            Case(qkv(gen, (2,), 6, 3, 3, dtype=F32), {"feature_map": ref.elu_plus_one, "normalize": False})]
+            Case(qkv(gen, (2,), 6, 3, 3, dtype=F32), {"feature_map": ref.elu_plus_one, "normalize": False}),
+            Case(qkv(gen, (2, 3), 7, 4, 5, contiguous=False), {"feature_map": ref.elu_plus_one, "normalize": True,
+                                                               "eps": 0.5}),
+            Case(qkv(gen, (), 6, 3, 4), {"feature_map": None, "normalize": False, "scale": 0.3})]
 
 
 def _la_hidden(gen):
@@ -85,8 +92,47 @@ def _outer_wrong_way(case):
     return out
 
 
+def _phi_of_scaled_q(fn):
+    """phi(q * scale) instead of phi(q) * scale: the scale goes inside the (non-linear) feature map."""
+    def make(case):
+        if case.options.get("feature_map", ref.elu_plus_one) is None:
+            return None
+        return call(fn, case, q=case.inputs["q"] * scale_of(case), scale=1.0)
+    return make
+
+
+def _mean_denominator(fn, causal):
+    """The numerator divided by the number of keys (a plain average) instead of the sum of the weights."""
+    def make(case):
+        if not case.options.get("normalize", True):
+            return None
+        out = call(fn, case, normalize=False)
+        T = out.shape[-2]
+        count = torch.arange(1, T + 1, dtype=out.dtype).unsqueeze(-1) if causal else T
+        return out / count
+    return make
+
+
+def _keys_times_queries(case):
+    """The causal form with K' Q'^T: weight [i, j] is k'_i . q'_j."""
+    phi = case.options.get("feature_map", ref.elu_plus_one) or ref.identity
+    qp, kp, v = phi(case.inputs["q"]) * scale_of(case), phi(case.inputs["k"]), case.inputs["v"]
+    A = (kp @ qp.mT).tril()
+    out = A @ v
+    if case.options.get("normalize", True):
+        out = out / (A.sum(-1, keepdim=True) + case.options.get("eps", 0.0))
+    return out
+
+
 def _la_mistakes(fn, causal=True):
     common = (
+        Mistake("the scale is applied inside the feature map, phi(q * scale); the scale multiplies the mapped"
+                " query: q' = phi(q) * scale", _phi_of_scaled_q(fn)),
+        Mistake("the denominator is the number of keys (a plain average); normalize by the sum of the weights,"
+                " q'_i . nu_i", _mean_denominator(fn, causal)),
+        Mistake("eps is ignored: the denominator is q'_i . nu_i + eps",
+                lambda c: call(fn, c, eps=0.0) if c.options.get("eps") and c.options.get("normalize", True)
+                else None),
         Mistake("not normalized: the denominator q'_i . nu_i (the sum of the weights) is missing",
                 lambda c: call(fn, c, normalize=False) if c.options.get("normalize", True) else None),
         Mistake("normalized although normalize=False: then the output is the numerator q'_i mu_i alone",
@@ -106,6 +152,8 @@ def _la_mistakes(fn, causal=True):
                     k: v for k, v in c.options.items() if k in ("feature_map", "normalize", "scale")})),
         Mistake("upper triangle: each query sees itself and the future instead of the past",
                 anti_causal(fn, ATTN_SEQ)),
+        Mistake("q and k are swapped (K' Q'^T): weight [i, j] must be q'_i . k'_j, query i against key j",
+                _keys_times_queries),
     )
 
 
@@ -113,7 +161,9 @@ EXERCISES = [
     exercise(ref.elu_plus_one, _elu_cases, _elu_hidden, points=1, time_dims=None, mistakes=_elu_mistakes(),
              answers=(ref.elu_plus_one,)),
     exercise(linear_attention.linear_attention_noncausal, _la_cases, _la_hidden, points=2, factors=scale_factors,
-             mistakes=_la_mistakes(linear_attention.linear_attention_noncausal, causal=False), answers=LINEAR_FORMS),
+             mistakes=_la_mistakes(linear_attention.linear_attention_noncausal, causal=False), answers=LINEAR_FORMS,
+             structure=(no_square_matrix(why="the point of this form is to sum k'^T v first, a d_k x d_v matrix,"
+                                             " so the cost grows like T, not T^2: never form a T x T matrix"),)),
     exercise(linear_attention.linear_attention_parallel, _la_cases, _la_hidden, points=2, causal=True,
              seq_inputs=ATTN_SEQ, factors=scale_factors, answers=LINEAR_FORMS,
              mistakes=_la_mistakes(linear_attention.linear_attention_parallel)),

@@ -5,6 +5,7 @@ import linattn_ref as ref
 from linattn_ref import memory
 
 from ..cases import F32, F64, Case, Mistake, call, exercise, randn, strided
+from ..structure import calls_grow_like_log_length, calls_grow_with_steps
 
 
 def _avg_cases(gen):
@@ -13,7 +14,11 @@ def _avg_cases(gen):
                  note="the first step"),
             Case({"mem": (3, torch.tensor([1.0, 1.0], dtype=F64), torch.tensor([2.0, 0.0, 1.0], dtype=F64)),
                   "k": torch.tensor([5.0, -3.0], dtype=F64), "v": torch.tensor([6.0, 4.0, 1.0], dtype=F64)},
-                 note="hand-checkable")]
+                 note="hand-checkable"),
+            Case({"mem": (4, randn(gen, 3, dtype=F32), randn(gen, 2, dtype=F32)), "k": randn(gen, 3, dtype=F32),
+                  "v": randn(gen, 2, dtype=F32)}, note="float32"),
+            Case({"mem": (2, randn(gen, 2, 3), randn(gen, 2, 4)), "k": randn(gen, 2, 3), "v": randn(gen, 2, 4)},
+                 note="two memories at once (a leading batch dimension)")]
 
 
 def _avg_hidden(gen):
@@ -56,7 +61,9 @@ def _window_cases(gen):
     full_k, full_v = randn(gen, 3, 2), randn(gen, 3, 3)
     return [Case({"mem": (keys, values), "k": k, "v": v, "size": 3}, note="an empty window"),
             Case({"mem": (full_k[:2], full_v[:2]), "k": k, "v": v, "size": 3}, note="not yet full"),
-            Case({"mem": (full_k, full_v), "k": k, "v": v, "size": 3}, note="a full window")]
+            Case({"mem": (full_k, full_v), "k": k, "v": v, "size": 3}, note="a full window"),
+            Case({"mem": (randn(gen, 1, 2, dtype=F32), randn(gen, 1, 3, dtype=F32)), "k": randn(gen, 2, dtype=F32),
+                  "v": randn(gen, 3, dtype=F32), "size": 1}, note="a window of one pair, float32")]
 
 
 def _window_hidden(gen):
@@ -88,8 +95,11 @@ def _scan_cases(gen):
     return [Case({"a": torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=F64), "b": torch.tensor([1.0, 2.0, 3.0, 4.0],
                                                                                          dtype=F64)},
                  note="hand-checkable"),
-            Case({"a": torch.rand(6, 3, generator=gen, dtype=F64), "b": randn(gen, 6, 3)}),
-            Case({"a": torch.rand(5, 1, 1, generator=gen, dtype=F64), "b": randn(gen, 5, 2, 3)})]
+            Case({"a": torch.rand(6, 3, generator=gen, dtype=F64).to(F32), "b": strided(randn(gen, 6, 3, dtype=F32))},
+                 note="float32, b non-contiguous"),
+            Case({"a": torch.rand(5, 1, 1, generator=gen, dtype=F64), "b": randn(gen, 5, 2, 3)}),
+            Case({"a": torch.rand(6, 2, 1, generator=gen, dtype=F64), "b": randn(gen, 6, 2, 3)},
+                 {"initial": randn(gen, 2, 3)}, "from a given state S_{-1} = initial")]
 
 
 def _scan_hidden(gen):
@@ -107,15 +117,29 @@ def _scan_mistakes(fn):
         first = torch.zeros_like(S[0]) if first is None else torch.broadcast_to(first, S[0].shape).to(S.dtype)
         return torch.cat([first.unsqueeze(0), S[:-1]])
 
+    def initial_not_decayed(c):
+        initial = c.options.get("initial")
+        if initial is None:
+            return None
+        b = c.inputs["b"].clone()
+        b[0] = b[0] + initial
+        return call(fn, c, b=b, initial=None)
+
     return (
         Mistake("b_t is added before the decay: S_t = a_t * S_{t-1} + b_t multiplies only the old state",
                 lambda c: call(fn, c, b=torch.broadcast_to(c.inputs["a"], c.inputs["b"].shape) * c.inputs["b"])),
         Mistake("only the final state is returned: return S_t for every step t, stacked along dim 0",
                 lambda c: call(fn, c)[-1]),
         Mistake("off-by-one: the state is stored before step t is applied (S_{t-1} instead of S_t)", exclusive),
+        Mistake("the initial state is ignored: the recurrence starts from S_{-1} = initial (zeros only when"
+                " initial is None)", lambda c: None if c.options.get("initial") is None else call(fn, c, initial=None)),
+        Mistake("`initial` is S_{-1}, the state before step 0: the first step decays it too, S_0 = a_0 * initial +"
+                " b_0 (here it was added as S_0 = initial + b_0)", initial_not_decayed),
     )
 
 
+SCAN_ROUNDS = ("the parallel scan: ceil(log2 T) rounds, each combining every t >= 2^r with t - 2^r in one"
+               " whole-tensor operation, no loop over t")
 SCANS = (memory.linear_scan_sequential, memory.linear_scan_parallel)
 
 EXERCISES = [
@@ -127,8 +151,10 @@ EXERCISES = [
              answers=(memory.window_update, memory.FixedWindow.update)),
     exercise(memory.linear_scan_sequential, _scan_cases, _scan_hidden, points=2, causal=True,
              seq_inputs={"a": 0, "b": 0}, time_dims=0, time_word="step",
-             mistakes=_scan_mistakes(memory.linear_scan_sequential), answers=SCANS),
+             mistakes=_scan_mistakes(memory.linear_scan_sequential), answers=SCANS,
+             structure=(calls_grow_with_steps("S_t = a_t * S_{t-1} + b_t, one t after the other", factor=16),)),
     exercise(memory.linear_scan_parallel, _scan_cases, _scan_hidden, points=3, causal=True,
              seq_inputs={"a": 0, "b": 0}, time_dims=0, time_word="step",
-             mistakes=_scan_mistakes(memory.linear_scan_parallel), answers=SCANS),
+             mistakes=_scan_mistakes(memory.linear_scan_parallel), answers=SCANS,
+             structure=(calls_grow_like_log_length(SCAN_ROUNDS),)),
 ]

@@ -17,16 +17,23 @@ from ..cases import (
     qkv,
     randn,
     scale_factors,
+    scale_of,
     small_qkv,
     strided,
     with_gates,
 )
+from ..structure import calls_grow_with_length
+from .nb06_retnet import READ_BEFORE, read_before_update, state_mistakes, swapped_qk
 
 
 def _gates_cases(gen):
-    return [Case({"x": randn(gen, 5, 6), "w_down": randn(gen, 6, 2), "w_up": randn(gen, 2, 4), "bias": randn(gen, 4)}),
+    return [Case({"x": strided(randn(gen, 5, 6)), "w_down": randn(gen, 6, 2), "w_up": randn(gen, 2, 4),
+                  "bias": randn(gen, 4)}, note="x non-contiguous"),
             Case({"x": randn(gen, 3, 4, 8, dtype=F32), "w_down": randn(gen, 8, 2, dtype=F32),
-                  "w_up": randn(gen, 2, 3, dtype=F32), "bias": randn(gen, 3, dtype=F32)}, {"tau": 4.0})]
+                  "w_up": randn(gen, 2, 3, dtype=F32), "bias": randn(gen, 3, dtype=F32)}, {"tau": 4.0}),
+            Case({"x": randn(gen, 4, 5, dtype=F32), "w_down": randn(gen, 5, 2, dtype=F32),
+                  "w_up": randn(gen, 2, 3, dtype=F32), "bias": torch.tensor([0.5, -30.0, -120.0])},
+                 note="gates nearly closed: sigmoid(z) rounds to 0 in float32 for z below about -104")]
 
 
 def _gates_hidden(gen):
@@ -39,6 +46,9 @@ def _gates_mistakes():
     gates = gla.gla_gates
     tau = lambda c: c.options.get("tau", 16.0)  # noqa: E731
     return (
+        Mistake("torch.log(torch.sigmoid(z)) rounds sigmoid(z) to 0 for very negative z, and log(0) = -inf: use"
+                " torch.nn.functional.logsigmoid(z), which computes log(sigmoid(z)) without that rounding",
+                lambda c: torch.log(torch.sigmoid(_preactivation(c))) / tau(c)),
         Mistake("these are the gates alpha = exp(g), not the log-gates: keep g = log(sigmoid(.)) / tau in log space",
                 lambda c: call(gates, c).exp()),
         Mistake("not in log space: sigmoid(.) / tau is a gate divided by tau; the log-gate is logsigmoid(.) / tau",
@@ -51,12 +61,33 @@ def _gates_mistakes():
     )
 
 
+def _preactivation(c):
+    i = c.inputs
+    return i["x"] @ i["w_down"] @ i["w_up"] + i["bias"]
+
+
 def _gla_cases(gen):
     s = small_qkv()
     g = torch.tensor([[-0.5, -1.0], [-1.0, 0.0], [-0.5, -0.5]], dtype=F64)
     return [Case({**s, "g": g}, {"scale": 1.0}, "hand-checkable"),
-            Case(with_gates(gen, qkv(gen, (), 6, 4, 3))),
+            Case({n: strided(x) for n, x in with_gates(gen, qkv(gen, (), 6, 4, 3)).items()},
+                 note="non-contiguous inputs"),
             Case(with_gates(gen, qkv(gen, (2, 2), 5, 3, 3, dtype=F32)))]
+
+
+def _gla_state_cases(gen):
+    return _gla_cases(gen) + [Case(with_gates(gen, qkv(gen, (2,), 5, 3, 4)),
+                                   {"initial_state": randn(gen, 2, 3, 4), "output_final_state": True},
+                                   "from a saved state, returning the final one")]
+
+
+def _strong_gates(gen, T=48, d_k=3, d_v=2, lead=(), log_gate=-2.5):
+    """float32 gates alpha = exp(-2.5) ~ 0.08: cumsum g passes -88.7 (exp overflows float32) after 36 steps."""
+    return {**qkv(gen, lead, T, d_k, d_v, dtype=F32), "g": torch.full((*lead, T, d_k), log_gate)}
+
+
+def _gla_parallel_cases(gen):
+    return _gla_cases(gen) + [Case(_strong_gates(gen), note="strong gates in float32")]
 
 
 def _gla_hidden(gen):
@@ -79,6 +110,7 @@ def _gla_state_hidden(fn):
 
 def _gla_mistakes(fn):
     return (
+        swapped_qk(fn),
         Mistake("the log-gates are used as gates: g = log(alpha) <= 0, so the decay is exp(g), not g itself"
                 " (stay in log space: exp(b_i - b_j))", gates_as_alpha),
         Mistake("the gates are ignored: each step must decay the old state by alpha_t = exp(g_t)",
@@ -90,16 +122,43 @@ def _gla_mistakes(fn):
     )
 
 
+NAIVE = ("the naive form divides by the cumulative gates, K / B with B = exp(cumsum g): under strong gates 1 / B"
+         " overflows float32 (cumsum g below -88.7) and inf * 0 gives NaN. Work in log space: exp(b_i - b_j) with"
+         " j <= i, never above 1")
+EXP_BEFORE_MASK = ("exp before the mask: above the diagonal (j > i) b_i - b_j > 0 and exp overflows to inf under"
+                   " strong gates; a 0/1 mask multiplied in afterwards gives inf * 0 = NaN. Set those exponents to"
+                   " -inf before exp (masked_fill), so that exp gives 0")
+
+
+def _exp_then_mask(q, k, b):
+    """A_ij = sum_c q_ic k_jc exp(b_ic - b_jc) * [j <= i]: the mask multiplied in after exp."""
+    C = q.shape[-2]
+    decay = (b.unsqueeze(-2) - b.unsqueeze(-3)).exp() * torch.ones(C, C, dtype=q.dtype).tril().unsqueeze(-1)
+    return torch.einsum("...ic,...jc,...ijc->...ij", q, k, decay)
+
+
+def _parallel_mistakes():
+    def exp_then_mask(c):
+        q, k, v, g = (c.inputs[n] for n in "qkvg")
+        return _exp_then_mask(q * scale_of(c), k, g.cumsum(-2)) @ v
+    return (Mistake(NAIVE, lambda c: gla.gla_parallel_naive(**c.inputs, **c.options)),
+            Mistake(EXP_BEFORE_MASK, exp_then_mask))
+
+
 def _tau_factors(case):
     return {case.options.get("tau", 16.0): "the temperature is missing: divide by tau"}
 
 
 EXERCISES = [
     exercise(gla.gla_gates, _gates_cases, _gates_hidden, points=2, factors=_tau_factors, mistakes=_gates_mistakes(),
-             answers=(gla.gla_gates,)),
-    exercise(gla.gla_recurrent, _gla_cases, _gla_state_hidden(gla.gla_recurrent), points=3, causal=True,
-             seq_inputs=GLA_SEQ, factors=scale_factors, mistakes=_gla_mistakes(gla.gla_recurrent),
+             answers=(gla.gla_gates,), time_word="token"),
+    exercise(gla.gla_recurrent, _gla_state_cases, _gla_state_hidden(gla.gla_recurrent), points=3, causal=True,
+             seq_inputs=GLA_SEQ, factors=scale_factors,
+             mistakes=state_mistakes(gla.gla_recurrent) + _gla_mistakes(gla.gla_recurrent)
+             + (Mistake(READ_BEFORE, read_before_update(gla.gla_recurrent)),), answers=LINEAR_FORMS,
+             structure=(calls_grow_with_length("update the state once per token, S_t = Diag(exp(g_t)) S_{t-1} +"
+                                               " k_t^T v_t, and read o_t = scale * q_t S_t", names=tuple("qkvg")),)),
+    exercise(gla.gla_parallel, _gla_parallel_cases, _gla_hidden, points=3, causal=True, seq_inputs=GLA_SEQ,
+             factors=scale_factors, mistakes=_parallel_mistakes() + _gla_mistakes(gla.gla_parallel),
              answers=LINEAR_FORMS),
-    exercise(gla.gla_parallel, _gla_cases, _gla_hidden, points=3, causal=True, seq_inputs=GLA_SEQ,
-             factors=scale_factors, mistakes=_gla_mistakes(gla.gla_parallel), answers=LINEAR_FORMS),
 ]

@@ -27,9 +27,18 @@ from ..cases import (
     undecayed_carry,
     with_gates,
 )
+from ..structure import Rule, no_square_matrix, seq_len
 from .nb03_linear import _la_mistakes, _la_state_hidden
-from .nb06_retnet import _ret_factors, _ret_mistakes, _ret_state_hidden
-from .nb07_gla import _gla_mistakes, _gla_state_hidden
+from .nb06_retnet import (
+    SWAPPED,
+    _ret_factors,
+    _ret_mistakes,
+    _ret_state_hidden,
+    _retention_via_core,
+    state_mistakes,
+    swapped_qk,
+)
+from .nb07_gla import EXP_BEFORE_MASK, _exp_then_mask, _gla_mistakes, _gla_state_hidden
 
 
 def _ics_cases(gen):
@@ -37,8 +46,11 @@ def _ics_cases(gen):
     b = torch.tensor([[-0.5], [-1.0], [-2.0]], dtype=F64)
     return [Case({"q": s["q"], "k": s["k"], "b": None}, note="no decay, hand-checkable"),
             Case({"q": s["q"], "k": s["k"], "b": b}, note="scalar decay, hand-checkable"),
-            Case({"q": randn(gen, 4, 3), "k": randn(gen, 4, 3), "b": log_gates(gen, 4, 3).cumsum(0)},
-                 note="per-dimension gates")]
+            Case({"q": strided(randn(gen, 4, 3)), "k": strided(randn(gen, 4, 3)), "b": log_gates(gen, 4, 3).cumsum(0)},
+                 note="per-dimension gates, q and k non-contiguous"),
+            Case({"q": randn(gen, 2, 32, 3, dtype=F32), "k": randn(gen, 2, 32, 3, dtype=F32),
+                  "b": torch.full((2, 32, 3), -3.0).cumsum(-2)},
+                 note="strong gates in float32: b falls to -96, exp(-b) and exp(b_i - b_j) for j > i overflow")]
 
 
 def _ics_hidden(gen):
@@ -58,7 +70,19 @@ def _ics_mistakes():
             return q @ k.mT
         return torch.einsum("...ic,...jc,...ijc->...ij", q, k, (b.unsqueeze(-2) - b.unsqueeze(-3)).exp())
 
+    def factored(c, multiply):
+        q, k, b = c.inputs["q"], c.inputs["k"], c.inputs["b"]
+        if b is None:
+            return None
+        A = (q * b.exp()) @ (k * (-b).exp()).mT
+        lower = torch.ones(A.shape[-1], A.shape[-1], dtype=torch.bool).tril()
+        return A * lower if multiply else A.masked_fill(~lower, 0.0)
+
     return (
+        Mistake(SWAPPED, lambda c: call(ics, c, q=c.inputs["k"], k=c.inputs["q"])),
+        Mistake(EXP_BEFORE_MASK, lambda c: None if c.inputs["b"] is None else _exp_then_mask(**c.inputs)),
+        Mistake(FACTORED, lambda c: factored(c, True)),
+        Mistake(FACTORED, lambda c: factored(c, False)),
         Mistake("upper triangle: keep the scores with j <= i (the lower triangle) and zero the rest",
                 anti_causal(ics, {"q": -2, "k": -2, "b": -2}, (-2, -1))),
         Mistake("the exponent's sign is flipped: the decay from j to i is exp(b_i - b_j) <= 1",
@@ -67,6 +91,56 @@ def _ics_mistakes():
         Mistake("off-by-one mask: the diagonal is zeroed too (j < i instead of j <= i)",
                 lambda c: call(ics, c).tril(-1)),
     )
+
+
+FACTORED = ("q_i exp(b_i) times k_j exp(-b_j) is notebook 07's naive form: under strong gates exp(-b_j) overflows"
+            " float32 (b below -88.7) and inf * 0 gives NaN. Use the differences exp(b_i - b_j), masked for j > i"
+            " before exp")
+
+
+def _exp_before_mask(gated_inputs, fn):
+    """The right output, with NaN in every row whose intra-chunk scores took exp before a 0/1 mask (inf * 0)."""
+    def make(case):
+        q, k, v, g, scale = gated_inputs(case)
+        if g is None or case.options.get("output_final_state"):
+            return None
+        T, C = q.shape[-2], case.options["chunk_size"]
+        broken = torch.cat([_exp_then_mask(q[..., s:e, :], k[..., s:e, :], g[..., s:e, :].cumsum(-2)).isnan().any(-1)
+                            for s, e in chunk.chunk_boundaries(T, C)], dim=-1)
+        if not broken.any():
+            return None
+        return fn(**case.inputs, **case.options).masked_fill(broken.unsqueeze(-1), float("nan"))
+    return make
+
+
+def _chunk_extra(gen, fn):
+    """Visible cases beyond the three chunk layouts: a saved state in and out, strong float32 gates, per-head gamma,
+    eps and feature_map=None, where the exercise promises them."""
+    state = {"initial_state": randn(gen, 2, 3, 4), "output_final_state": True, "chunk_size": 3}
+    note = "strong gates in float32: inside a chunk of 32 the log-decay falls to -93, beyond exp's float32 range"
+    if fn is chunk.chunk_gated_linear_attention:
+        return [Case(with_gates(gen, qkv(gen, (2,), 7, 3, 4)), {"scale": 0.5, **state}, "from a saved state"),
+                Case({**qkv(gen, (), 40, 3, 2, dtype=F32), "g": torch.full((40, 3), -3.0)},
+                     {"scale": 0.5, "chunk_size": 32}, note)]
+    if fn is gla.gla_chunk:
+        return [Case(with_gates(gen, qkv(gen, (2,), 7, 3, 4)), state, "from a saved state"),
+                Case({**qkv(gen, (), 40, 3, 2, dtype=F32), "g": torch.full((40, 3), -3.0)}, {"chunk_size": 32}, note)]
+    if fn is retnet.retention_chunk:
+        heads = torch.tensor([0.6, 0.9], dtype=F64)
+        return [Case({**qkv(gen, (2, 2), 7, 3, 4), "gamma": heads}, {**state, "initial_state": randn(gen, 2, 2, 3, 4)},
+                     "one gamma per head, from a saved state"),
+                Case({**qkv(gen, (), 40, 3, 2, dtype=F32), "gamma": 0.05}, {"chunk_size": 32}, note)]
+    x = qkv(gen, (2,), 7, 3, 4)
+    kp = ref.elu_plus_one(randn(gen, 2, 5, 3))
+    mu, nu = kp.mT @ randn(gen, 2, 5, 4), kp.sum(-2)
+    base = {"feature_map": ref.elu_plus_one, "chunk_size": 3}
+    return [Case(x, {**base, "eps": 0.5}, "eps added to the denominator"),
+            Case(x, {**base, "feature_map": None, "normalize": False}, "feature_map=None: no feature map"),
+            Case(x, {**base, "normalize": True, "initial_state": (mu, nu), "output_final_state": True},
+                 "from a saved state (mu, nu)"),
+            Case(x, {**base, "normalize": False, "initial_state": mu, "output_final_state": True},
+                 "from a saved state mu, not normalized"),
+            Case(qkv(gen, (), 6, 3, 2, dtype=F32), {"feature_map": ref.elu_plus_one, "chunk_size": 4}, "float32")]
 
 
 def _chunk_cases(gen, fn):
@@ -86,12 +160,13 @@ def _chunk_cases(gen, fn):
         gla.gla_chunk: lambda n: {},
     }[fn]
     shapes = [((), 8, 4, 3, 4), ((), 7, 3, 4, 3), ((2,), 5, 4, 4, 8)]
-    return [Case(extra(qkv(gen, lead, T, dk, dv), n), {**options(n), "chunk_size": C}, f"T={T}, chunk_size={C}")
+    return [Case(extra(qkv(gen, lead, T, dk, dv, contiguous=n != 1), n), {**options(n), "chunk_size": C},
+                 f"T={T}, chunk_size={C}" + ("" if n != 1 else ", non-contiguous"))
             for n, (lead, T, dk, dv, C) in enumerate(shapes)]
 
 
 def _chunk_visible(fn):
-    return lambda gen: _chunk_cases(gen, fn)
+    return lambda gen: _chunk_cases(gen, fn) + _chunk_extra(gen, fn)
 
 
 def _chunk_hidden(fn):
@@ -115,9 +190,29 @@ def _chunk_mistakes(fn, seq, gated_inputs=None):
     local = Mistake("the state is not carried across chunks: each chunk starts from the state the previous chunks"
                     " left (the output matches attention restricted to each chunk)", chunk_local(fn, seq))
     if gated_inputs is None:
-        return (local,)
+        return (local,) + state_mistakes(fn)
     return (local, Mistake("the carried state is not decayed inside the chunk: position i reads S_start through"
-                           " q_i * exp(b_i), the decay from the chunk's start to i", undecayed_carry(gated_inputs)))
+                           " q_i * exp(b_i), the decay from the chunk's start to i", undecayed_carry(gated_inputs)),
+            Mistake(EXP_BEFORE_MASK, _exp_before_mask(gated_inputs, fn))) + state_mistakes(fn)
+
+
+def _la_chunk_mistakes():
+    fn = linear_attention.linear_attention_chunk
+    def map_after_scale(c):
+        if c.options.get("feature_map") is None:
+            return None
+        return call(fn, c, q=c.inputs["q"] * scale_of(c), scale=1.0)
+
+    return (Mistake("eps is ignored: the denominator is q'_i . nu_i + eps",
+                    lambda c: call(fn, c, eps=0.0) if c.options.get("eps") else None),
+            Mistake("the scale goes after the feature map: q' = phi(q) * scale, not phi(q * scale)", map_after_scale))
+
+
+def _gamma_not_log(case):
+    """retention_chunk with gamma itself as the log-gate (exp(gamma) > 1 at every step)."""
+    if not isinstance(case.inputs["gamma"], (float, torch.Tensor)):
+        return None
+    return _retention_via_core(case, case.inputs["gamma"])
 
 
 def _as_core(case):
@@ -140,6 +235,7 @@ def _gla_as_core(case):
 def _chunk_core_mistakes():
     core = chunk.chunk_gated_linear_attention
     return _chunk_mistakes(core, GLA_SEQ, _as_core) + (
+        swapped_qk(core),
         Mistake("the gates are ignored: the state and the scores must decay by exp(g)",
                 lambda c: None if c.inputs.get("g") is None else call(core, c, g=None)),
     )
@@ -165,6 +261,16 @@ def _chunk_core_state(fn):
     return cases
 
 
+def _no_full_matrix():
+    """The chunked forms never build a T x T matrix: C x C blocks inside the chunks, a d_k x d_v state between."""
+    rule = no_square_matrix(why="the chunkwise form needs only a C x C block per chunk (chunk_size C < T here) and"
+                                " the d_k x d_v state carried between chunks")
+
+    def verdict(case, obs):
+        return rule.verdict(case, obs) if case.options["chunk_size"] < seq_len(case) else None
+    return (Rule(verdict),)
+
+
 def _core_factors(case):
     scale = case.options.get("scale", 1.0)
     return {scale: "the scale is applied twice", 1 / scale: "the scale is missing"}
@@ -175,18 +281,22 @@ EXERCISES = [
              seq_inputs={"q": -2, "k": -2, "b": -2}, mistakes=_ics_mistakes(), answers=(chunk.intra_chunk_scores,)),
     exercise(chunk.chunk_gated_linear_attention, _chunk_visible(chunk.chunk_gated_linear_attention),
              _chunk_state_hidden(chunk.chunk_gated_linear_attention, _chunk_core_state), points=3, causal=True,
-             seq_inputs=GLA_SEQ, factors=_core_factors, mistakes=_chunk_core_mistakes(), answers=LINEAR_FORMS),
+             seq_inputs=GLA_SEQ, factors=_core_factors, mistakes=_chunk_core_mistakes(), answers=LINEAR_FORMS,
+             structure=_no_full_matrix()),
     exercise(linear_attention.linear_attention_chunk, _chunk_visible(linear_attention.linear_attention_chunk),
              _chunk_la_hidden, points=3, causal=True, seq_inputs=ATTN_SEQ, factors=scale_factors,
-             mistakes=_chunk_mistakes(linear_attention.linear_attention_chunk, ATTN_SEQ)
-             + _la_mistakes(linear_attention.linear_attention_chunk), answers=LINEAR_FORMS),
+             mistakes=_chunk_mistakes(linear_attention.linear_attention_chunk, ATTN_SEQ) + _la_chunk_mistakes()
+             + _la_mistakes(linear_attention.linear_attention_chunk), answers=LINEAR_FORMS,
+             structure=_no_full_matrix()),
     exercise(retnet.retention_chunk, _chunk_visible(retnet.retention_chunk),
              _chunk_state_hidden(retnet.retention_chunk, _ret_state_hidden), points=3, causal=True,
              seq_inputs=ATTN_SEQ, factors=_ret_factors,
              mistakes=_chunk_mistakes(retnet.retention_chunk, ATTN_SEQ, _retention_as_core)
-             + _ret_mistakes(retnet.retention_chunk), answers=LINEAR_FORMS),
+             + (Mistake("the log-gate of retention is log(gamma) at every step; gamma itself was used, so every step"
+                        " multiplies by exp(gamma) > 1 instead of gamma < 1", _gamma_not_log),)
+             + _ret_mistakes(retnet.retention_chunk), answers=LINEAR_FORMS, structure=_no_full_matrix()),
     exercise(gla.gla_chunk, _chunk_visible(gla.gla_chunk), _chunk_state_hidden(gla.gla_chunk, _gla_state_hidden),
              points=3, causal=True, seq_inputs=GLA_SEQ, factors=scale_factors,
              mistakes=_chunk_mistakes(gla.gla_chunk, GLA_SEQ, _gla_as_core) + _gla_mistakes(gla.gla_chunk),
-             answers=LINEAR_FORMS),
+             answers=LINEAR_FORMS, structure=_no_full_matrix()),
 ]

@@ -116,7 +116,9 @@ def _matmul_cases(gen):
     a = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     b = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     return [Case({"a": a, "b": b}, note="hand-checkable: [[4, 5], [10, 11]]"),
-            Case({"a": _x(gen, 37, 50), "b": _x(gen, 50, 19)}, note="K = 50: four tiles of 16, the last one partial")]
+            Case({"a": _x(gen, 37, 50), "b": _x(gen, 50, 19)}, note="K = 50: four tiles of 16, the last one partial"),
+            Case({"a": strided(_x(gen, 20, 24)), "b": strided(_x(gen, 24, 17))},
+                 note="a and b stored column by column: the kernel must use their strides")]
 
 
 def _matmul_hidden(gen):
@@ -127,8 +129,9 @@ def _matmul_hidden(gen):
 
 
 def _attn_cases(gen, extra=lambda x, n: x, options=lambda n: {}):
-    """Sequences as a chunk kernel meets them: a short last chunk, d_k != d_v, d not a power of two, heads."""
-    shapes = [((), 37, 16, 16, 16), ((2,), 64, 32, 24, 16)]
+    """Sequences as a chunk kernel meets them: a short last chunk, d_k != d_v, d not a power of two, a batch of
+    heads (B = 2 sequences of each of H = 2 heads: program n works on head n % H)."""
+    shapes = [((), 37, 16, 16, 16), ((2, 2), 64, 32, 24, 16)]
     return [Case(extra(_qkv(gen, lead, T, dk, dv), n), {**options(n), "chunk_size": C}, f"T={T}, chunk_size={C}")
             for n, (lead, T, dk, dv, C) in enumerate(shapes)]
 
@@ -161,11 +164,21 @@ def _with_gates(gen):
     return extra
 
 
+def _strong_gates(gen, T, value):
+    strong = _qkv(gen, (), T, 16, 16)
+    strong["g"] = torch.full_like(strong["k"], value)
+    return Case(strong, {"chunk_size": 32}, f"strong decay: log-gates of {value}, T={T}, chunk_size=32: exp(-b_j)"
+                                            " overflows float32 within one chunk")
+
+
+def _gla_cases(gen):
+    return _attn_cases(gen, _with_gates(gen), lambda n: {"scale": 0.3} if n == 1 else {}) + [
+        _strong_gates(gen, 40, -3.5)]
+
+
 def _gla_hidden(gen):
-    strong = _qkv(gen, (), 40, 16, 16)
-    strong["g"] = torch.full_like(strong["k"], -3.5)
     return _attn_hidden(gen, _with_gates(gen), lambda n: {"scale": 0.3} if n == 1 else {}) + [
-        Case(strong, {"chunk_size": 32}, "strong decay: log-gates of -3.5, T=40, chunk_size=32")]
+        _strong_gates(gen, 45, -4.0)]
 
 
 # ---------------------------------------------------------------- mistakes
@@ -281,6 +294,30 @@ def _chunk_local(fn, seq):
                    " earlier chunks (the output matches attention restricted to each chunk)", make)
 
 
+def _retention_last_off_by_one(c):
+    """The chunk loop with b_last = (L - 1) log(gamma) for a chunk of L real rows: the state decays by gamma^(L-1)
+    per chunk and key j enters it with gamma^(L-2-j), one step short of gamma^L and gamma^(L-1-j)."""
+    q, k, v = _f64(*(c.inputs[n] for n in "qkv"))
+    q = q * retention_scale(c)
+    gamma = c.inputs["gamma"]
+    lg = gamma.to(F64).log().view(-1, 1) if isinstance(gamma, torch.Tensor) else torch.tensor(gamma, dtype=F64).log()
+    S, outs = torch.zeros(k.shape[-1], v.shape[-1], dtype=F64), []
+    for s, e in chunk.chunk_boundaries(q.shape[-2], c.options["chunk_size"]):
+        qc, kc, vc = q[..., s:e, :], k[..., s:e, :], v[..., s:e, :]
+        b = torch.arange(1, e - s + 1, dtype=F64) * lg  # [..., L]: b_i = (i + 1) log(gamma), right
+        b_last = (e - s - 1) * lg  # the slip: one step short
+        causal = torch.ones(e - s, e - s, dtype=torch.bool).tril()
+        decay = torch.where(causal, (b[..., :, None] - b[..., None, :]).exp(), 0.0)
+        outs.append(((qc @ kc.mT) * decay) @ vc + (qc * b.exp()[..., None]) @ S)
+        S = b_last.exp()[..., None] * S + (kc * (b_last - b).exp()[..., None]).mT @ vc
+    return torch.cat(outs, dim=-2).to(c.inputs["q"].dtype)
+
+
+def retention_scale(c):
+    scale = c.options.get("scale")
+    return c.inputs["q"].shape[-1] ** -0.5 if scale is None else scale
+
+
 def _ret_mistakes():
     fn = retention_triton
 
@@ -310,6 +347,9 @@ def _ret_mistakes():
         Mistake("the gamma exponent is off by one: the newest token weighs gamma^0 = 1", times_gamma(-1)),
         Mistake("upper triangle: the decayed scores are kept above the diagonal instead of below",
                 anti_causal(fn, ATTN_SEQ)),
+        Mistake("the decay exponent is off by one at the end of the chunk: a chunk of L real rows decays the state"
+                " by gamma^L = exp(b_last) with b_last = L log(gamma) (tl.minimum(T - start, BT) * log_gamma), and"
+                " key j enters it with gamma^(L-1-j) = exp(b_last - b_j)", _retention_last_off_by_one),
     )
 
 
@@ -348,9 +388,9 @@ EXERCISES = [
              answers=TRITON_ANSWERS),
     exercise(linear_attention_triton, _attn_cases, _attn_hidden, points=3, causal=True, seq_inputs=ATTN_SEQ,
              mistakes=_state_mistakes() + _mask_mistakes(carry=True), answers=TRITON_ANSWERS),
-    exercise(retention_triton, lambda gen: _attn_cases(gen, _with_gamma),
+    exercise(retention_triton, lambda gen: _attn_cases(gen, _with_gamma, _ret_options),
              lambda gen: _attn_hidden(gen, _with_gamma, _ret_options), points=3, causal=True, seq_inputs=ATTN_SEQ,
              factors=_ret_factors, mistakes=_ret_mistakes(), answers=TRITON_ANSWERS),
-    exercise(gla_triton, lambda gen: _attn_cases(gen, _with_gates(gen)), _gla_hidden, points=3, causal=True,
+    exercise(gla_triton, _gla_cases, _gla_hidden, points=3, causal=True,
              seq_inputs=GLA_SEQ, factors=scale_factors, mistakes=_gla_mistakes(), answers=TRITON_ANSWERS),
 ]
