@@ -148,12 +148,15 @@ class ResilientExecute(Execute):
             for index in range(start):
                 if index in lost or self.nb.cells[index].cell_type != "code":
                     continue
+                original = self.nb.cells[index]
                 try:
-                    self.execute_cell(copy.deepcopy(self.nb.cells[index]), index, store_history=False)
+                    self.execute_cell(copy.deepcopy(original), index, store_history=False)
                 except KERNEL_LOST:  # a cell that behaved the first time but not on replay
                     lost.add(index)
                     self.shutdown_kernel = "immediate"
                     return start
+                finally:  # nbclient puts the executed copy in the notebook: keep the first run's outputs and count
+                    self.nb.cells[index] = original  # (autograder.verdict reads the records by that count)
                 if self._out_of_time():
                     self.shutdown_kernel = "immediate"
                     return self._not_run(start, "WallBudget", budget)
@@ -223,6 +226,13 @@ class ResilientExecute(Execute):
 
 
 def autograde_preprocessors():
-    """nbgrader's autograde pipeline with Execute replaced by ResilientExecute (for c.Autograde)."""
-    default = Autograde.class_traits()["autograde_preprocessors"].default()
-    return [ResilientExecute if pp is Execute else pp for pp in default]
+    """nbgrader's autograde pipeline for c.Autograde: Execute replaced by ResilientExecute, with the verdicts
+    reached outside the kernel around it (autograder.verdict: cases in before, judged before SaveAutoGrades)."""
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    from .verdict import JudgeVerdict, PrepareVerdict
+
+    pipeline = []
+    for pp in Autograde.class_traits()["autograde_preprocessors"].default():
+        pipeline += {Execute: [PrepareVerdict, ResilientExecute], SaveAutoGrades: [JudgeVerdict, pp]}.get(pp, [pp])
+    return pipeline

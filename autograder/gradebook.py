@@ -90,9 +90,10 @@ def export(root, state, path):
                         for g in nb.grades:
                             row[item_column(assignment.name, nb.name, g.name)] = g.score
                 row["notes"] = printable("; ".join(entry["notes"])) if entry else ""
+                row["flags"] = printable("; ".join(entry.get("flags", []) + entry.get("similar", []))) if entry else ""
                 rows.append(row)
     fields = ["student", "assignment", "score", "max_score", "autograded", "max_autograded", "needs_manual_grade",
-              "status", "notes", *items]
+              "status", "notes", "flags", *items]
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -88,8 +88,7 @@ def config_lines(timeout, memory_mb, sandbox=True, wall_budget=None):
              "c.Autograde.autograde_preprocessors = autograde_preprocessors()  # survives dead and hung kernels",
              f"c.ResilientExecute.memory_limit_mb = {int(memory_mb)}",
              f"c.ResilientExecute.sandbox = {bool(sandbox)}",
-             # check_answer still reads the keys inside the kernel until value answers are checked outside it
-             "c.ResilientExecute.answer_keys_visible = True"]
+             "c.ResilientExecute.exchange_dir = c.CourseDirectory.root + '/exchange'  # see autograder.verdict"]
     if timeout:
         lines.append(f"c.Execute.timeout = {int(timeout)}")
     if wall_budget:
@@ -217,10 +216,29 @@ def record(state, sub, h, answer, report):
     """Note a worker's answer for one submission in the state and the report."""
     entry = state["submissions"].get(key(sub.student, sub.assignment), {})
     news = answer["notes"] if answer["ok"] else [f"grading failed: {answer['error']}"]
-    report.extend(f"{sub.student}: {sub.assignment}: {note}" for note in news)
+    flags = [f"flagged: {flag}" for flag in answer.get("flags", [])]
+    report.extend(f"{sub.student}: {sub.assignment}: {note}" for note in news + flags)
     state["submissions"][key(sub.student, sub.assignment)] = {
-        "hash": h, "status": "graded" if answer["ok"] else "failed", "notes": sub.notes + news,
-        "feedback": entry.get("feedback"), "seconds": answer.get("seconds")}
+        "hash": h, "status": "graded" if answer["ok"] else "failed", "notes": sub.notes + news, "flags": flags,
+        "seeds": answer.get("seeds", {}), "feedback": entry.get("feedback"), "seconds": answer.get("seconds")}
+
+
+def flag_similar(root, state, assignments, report):
+    """Flag answers near-identical to the reference or a classmate's (autograder.similarity), over everyone
+    graded so far in these assignments; the flags are recomputed each run, so a later copier flags both."""
+    from . import similarity  # imports torch: only when there is something to compare
+
+    for assignment in sorted(assignments):
+        try:
+            found = similarity.flags(root, assignment)
+        except Exception as err:  # a flag is advice: its failure must not stop the grades
+            report.append(f"{assignment}: the similarity check failed ({type(err).__name__}: {err}); no copy flags")
+            continue
+        for name, entry in state["submissions"].items():
+            student, _, entry_assignment = name.rpartition("/")
+            if entry_assignment == assignment:
+                entry["similar"] = found.get(student, [])
+                report.extend(f"{student}: {assignment}: flagged: {flag}" for flag in entry["similar"])
 
 
 NO_SANDBOX = ("SANDBOX OFF (--no-sandbox): student code ran as the grader, able to read solutions/ and change the"
@@ -271,6 +289,9 @@ def grade(submissions, out, jobs=None, timeout=None, memory_mb=DEFAULT_MEMORY_MB
                     save_state(out, state)
                 else:
                     report.append(f"{student}: {assignment}: feedback failed: {answer['error']}")
+
+            flag_similar(root, state, {sub.assignment for sub, _ in todo}, report)
+            save_state(out, state)
 
             run_jobs(pool, [({"kind": "feedback", "student": s, "assignment": a}, (s, a, sig))
                             for s, a, sig in stale_feedback(root, state)],

@@ -263,16 +263,24 @@ class SandboxKernelManager(AsyncKernelManager):
         cmd = [*super().format_kernel_cmd(extra_arguments), "--IPKernelApp.capture_fd_output=False"]
         if not self.sandboxed:
             return cmd
-        return [*bwrap_args(self.runtime / "home", self.runtime, self.exchange_dir, self.linattn_ref_dir,
+        return [*bwrap_args(self.runtime / "home", self.runtime, self.exchange_dir, self.shown_linattn_ref(),
                             self.answer_keys_visible), *cmd]
+
+    def shown_linattn_ref(self):
+        """The stripped copy the verdict wrote into the exchange folder (its answers refuse to run), if any: the
+        real tree must then stay out of view, or a kernel could load the answers from it by path."""
+        stripped = Path(self.exchange_dir) / "lib" / "linattn_ref" if self.exchange_dir else None
+        return str(stripped) if stripped and stripped.is_dir() else self.linattn_ref_dir
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         self.log_file = open(self.runtime / "kernel.log", "ab")  # the kernel's fd 1 and 2 (capped by FSIZE)
         kw.update(stdout=self.log_file, stderr=self.log_file,
                   preexec_fn=partial(_limit_process, os.getpid(), self.cgroup, self.memory_limit_mb * 2**20,
                                      self.max_file_mb * 2**20))
-        if self.exchange_dir and not self.sandboxed:
-            kw["env"] = {**kw.get("env", os.environ), "AUTOGRADER_EXCHANGE": self.exchange_dir}
+        if self.exchange_dir and not self.sandboxed:  # lib/: linattn_ref without the answers (autograder.verdict)
+            env = kw.get("env", os.environ)
+            path = os.pathsep.join(p for p in (str(Path(self.exchange_dir) / "lib"), env.get("PYTHONPATH")) if p)
+            kw["env"] = {**env, "AUTOGRADER_EXCHANGE": self.exchange_dir, "PYTHONPATH": path}
         try:
             return await super()._async_launch_kernel(kernel_cmd, **kw)
         finally:

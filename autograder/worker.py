@@ -33,6 +33,7 @@ import nbformat
 from . import nbgrader_ops as ops
 from .execute import INCIDENTS
 from .nbgrader_ops import nbgrader_api
+from .verdict import read_notes
 
 INCIDENT_TEXT = {"CellTimeoutError": "ran past the time limit and was stopped",
                  "DeadKernelError": "the kernel died here (crash, exit or out of memory); it was restarted",
@@ -98,8 +99,9 @@ def autograde(api, main_root, student, assignment):
     published = main_root / "autograded" / student / assignment
     shutil.rmtree(published, ignore_errors=True)
     shutil.copytree(autograded, published)
+    notes, flags, seeds = read_notes(autograded)
     return {"ok": True, "grades": grades, "comments": comments, "timestamp": timestamp,
-            "notes": incidents(autograded), "seconds": seconds}
+            "notes": incidents(autograded) + notes, "flags": flags, "seeds": seeds, "seconds": seconds}
 
 
 def feedback(api, student, assignment):

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from autograder import nbgrader_ops as ops
+from autograder.grading import config_lines as grading_config
 
 ASSIGNMENTS = ops.assignments(ops.SOURCE)
 
@@ -19,7 +20,8 @@ ASSIGNMENTS = ops.assignments(ops.SOURCE)
 def grading(tmp_path_factory):
     """Release and autograde everything once: (scores, failures) as nbgrader_ops returns them; prints the time."""
     start = time.perf_counter()
-    root = ops.course_root(tmp_path_factory.mktemp("grading"))
+    # the configuration `python -m autograder grade` uses: verdicts reached outside the kernel (autograder.verdict)
+    root = ops.course_root(tmp_path_factory.mktemp("grading"), extra_config=grading_config(None, 4096))
     ops.generate(root)
     for assignment in ASSIGNMENTS:
         for source in ops.notebooks(ops.SOURCE / assignment):

@@ -20,6 +20,8 @@ import json
 import math
 from pathlib import Path
 
+from . import grading_mode
+
 KEY_DIR = Path(__file__).parent / "answer_keys"
 KINDS = ("int", "number", "bool", "choice", "choices", "order", "array")
 
@@ -145,6 +147,8 @@ def add_key(question_id, kind, value, decimals=3, options=None, hint=None, optio
 def check_answer(question_id, answer):
     """Compare `answer` with the key of `question_id`. Returns None; raises AssertionError with a hint."""
     __tracebackhide__ = True  # learners see the message, not this function's source
+    if grading_mode.exchange():  # being graded: record the value; the grader compares it outside the kernel
+        return grading_mode.record_answer(question_id, answer)
     key = load_key(question_id)
     kind = key["kind"]
     if answer is None or answer is Ellipsis:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from . import grading_mode
 from .cases import GATE_INPUTS, Case, output_only
 from .compare import close, compare, matches
 from .exercises import EXERCISES
@@ -536,8 +537,11 @@ def run_case(ex, fn, case):
 def check(exercise_id, fn, hidden=False):
     """Check the learner's `fn` against the reference on the exercise's visible cases (and held-out ones).
 
-    Returns None when every case passes; raises AssertionError with an explanation otherwise.
+    Returns None when every case passes; raises AssertionError with an explanation otherwise. While the
+    notebook is being graded it only records what fn returns, for the grader to judge (see grading_mode).
     """
+    if grading_mode.exchange():
+        return grading_mode.record_check(exercise_id, fn, hidden)
     ex = exercise(exercise_id)
     if not callable(fn):
         raise AssertionError(f"{ex.name}: expected your function, got {type(fn).__name__}; pass the function"
