@@ -10,6 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 setup: $(STAMP)
 	@sh tests/browser/install_chromium.sh
+	@sh tests/hub/install_hub_env.sh
 
 # Re-runs only when the dependency pins change. torch is installed first, pinned, so pip takes the
 # CPU wheel and never resolves a CUDA build.

@@ -390,6 +390,8 @@ def stage(root, sub):
         nbformat.write(nb, folder / f"{name}.ipynb")
     if sub.timestamp:
         (folder / "timestamp.txt").write_bytes(sub.timestamp)
+    if sub.secret:
+        (folder / "submission_secret.txt").write_bytes(sub.secret)
     sub.notes += notes
     return notes
 

@@ -42,6 +42,7 @@ class Submission:
     assignment: str
     notebooks: dict = field(default_factory=dict)  # source notebook name -> bytes (valid notebooks only)
     timestamp: bytes = None  # nbgrader's timestamp.txt, when the submission came with one
+    secret: bytes = None  # nbgrader's submission_secret.txt: release_feedback and fetch_feedback need it
     notes: list = field(default_factory=list)  # report lines about these files
 
 
@@ -220,10 +221,12 @@ def _collect_student(sid, entry, known, report):
             sub.notebooks[nb] = read_notebook(pick)
         except ValueError as err:
             sub.notes.append(f"{pick.where} {err}; not graded")
-    for f in files:  # nbgrader's submitted/<student>/<assignment>/timestamp.txt
+    for f in files:  # nbgrader's submitted/<student>/<assignment>/timestamp.txt and submission_secret.txt
         parts = PurePosixPath(f.path).parts
         if parts[-1] == "timestamp.txt" and len(parts) > 1 and parts[-2] in subs:
             subs[parts[-2]].timestamp = f.read()[:100]
+        if parts[-1] == "submission_secret.txt" and len(parts) > 1 and parts[-2] in subs:
+            subs[parts[-2]].secret = f.read()[:1000]
     for sub in subs.values():
         report.extend(f"{sid}: {sub.assignment}: {note}" for note in sub.notes)
     return list(subs.values())

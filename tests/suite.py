@@ -21,7 +21,7 @@ STAGES = [
     ("ref", "reference math, checks, kernels, widgets' data",
      PYTEST + ["tests", "--ignore=tests/test_release.py", "--ignore=tests/test_learner_notebooks.py",
                "--ignore=tests/test_notebooks_autograde.py", "--ignore=tests/test_grading.py",
-               "--ignore=tests/test_browser.py"]),
+               "--ignore=tests/test_browser.py", "--ignore=tests/test_jupyterhub.py"]),
     ("nbval", "every solution notebook runs clean under nbval",
      PYTEST + ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=120", "solutions"]),
     ("learner", "learner notebooks fail their checks cleanly, untouched",
@@ -32,6 +32,8 @@ STAGES = [
      PYTEST + ["tests/test_notebooks_autograde.py", "tests/test_grading.py"]),
     ("browser", "JupyterLab in a real browser",
      PYTEST + ["tests/test_browser.py"]),
+    ("hub", "the nbgrader exchange end to end on a real JupyterHub",
+     PYTEST + ["tests/test_jupyterhub.py"]),
     ("ruff", "lint", [sys.executable, "-m", "ruff", "check", "."]),
 ]
 
