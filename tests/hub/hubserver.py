@@ -177,6 +177,12 @@ c.JupyterHub.load_roles = [{{"name": "hub-test", "services": ["hub-test"],
             text = response.read().decode()
         return json.loads(text) if text else None
 
+    def note_server(self, user):
+        """Remember the PID of `user`'s server, to stop it by PID at the end."""
+        server = self.api(f"/hub/api/users/{user}").get("servers", {}).get("")
+        if server and server.get("state", {}).get("pid"):
+            self.pids.add(server["state"]["pid"])
+
     def start_server(self, user, timeout=120):
         """Start `user`'s single-user server through the REST API and wait until it is ready."""
         self.api(f"/hub/api/users/{user}/server", method="POST")
