@@ -11,6 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup: $(STAMP)
 	@sh autograder/install_bubblewrap.sh
 	@sh tests/browser/install_chromium.sh
+	@sh tests/hub/install_hub_env.sh
 
 # Re-runs only when the dependency pins change. torch is installed first, pinned, so pip takes the
 # CPU wheel and never resolves a CUDA build.

@@ -47,6 +47,7 @@ class Submission:
     assignment: str
     notebooks: dict = field(default_factory=dict)  # source notebook name -> bytes (valid notebooks only)
     timestamp: bytes = None  # nbgrader's timestamp.txt, when the submission came with one
+    secret: bytes = None  # nbgrader's submission_secret.txt: release_feedback and fetch_feedback need it
     notes: list = field(default_factory=list)  # report lines about these files
 
 
@@ -244,12 +245,17 @@ def _collect_student(sid, entry, known, report):
             sub.notebooks[nb] = read_notebook(pick)
         except ValueError as err:
             sub.notes.append(f"{pick.where} {err}; not graded")
-    for f in files:  # nbgrader's submitted/<student>/<assignment>/timestamp.txt
+    for f in files:  # nbgrader's submitted/<student>/<assignment>/timestamp.txt and submission_secret.txt
         parts = PurePosixPath(f.path).parts
         if parts[-1] == "timestamp.txt" and len(parts) > 1 and parts[-2] in subs:
             subs[parts[-2]].timestamp, problem = read_timestamp(f)
             if problem:
                 subs[parts[-2]].notes.append(f"{f.where} {problem}; graded without a timestamp")
+        if parts[-1] == "submission_secret.txt" and len(parts) > 1 and parts[-2] in subs:
+            try:
+                subs[parts[-2]].secret = f.read()[:1000]
+            except Exception as err:  # a broken zip member: feedback cannot be released to this one
+                subs[parts[-2]].notes.append(f"{f.where} unreadable ({type(err).__name__}); no feedback secret")
     for sub in subs.values():
         report.extend(f"{sid}: {sub.assignment}: {note}" for note in sub.notes)
     return list(subs.values())
@@ -340,5 +346,7 @@ def stage(root, sub):
         nbformat.write(nb, folder / f"{name}.ipynb")
     if sub.timestamp:
         (folder / "timestamp.txt").write_bytes(sub.timestamp)
+    if sub.secret:
+        (folder / "submission_secret.txt").write_bytes(sub.secret)
     sub.notes += notes
     return notes

@@ -22,7 +22,7 @@ STAGES = [
      PYTEST + ["tests", "--ignore=tests/test_release.py", "--ignore=tests/test_learner_notebooks.py",
                "--ignore=tests/test_notebooks_autograde.py", "--ignore=tests/test_grading.py",
                "--ignore=tests/test_hostile_class.py", "--ignore=tests/test_grading_verdict.py",
-               "--ignore=tests/test_browser.py"]),
+               "--ignore=tests/test_browser.py", "--ignore=tests/test_jupyterhub.py"]),
     ("nbval", "every solution notebook runs clean under nbval",
      PYTEST + ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=120", "solutions"]),
     ("learner", "learner notebooks fail their checks cleanly, untouched",
@@ -34,6 +34,8 @@ STAGES = [
                "tests/test_grading_verdict.py"]),
     ("browser", "JupyterLab in a real browser",
      PYTEST + ["tests/test_browser.py"]),
+    ("hub", "the nbgrader exchange end to end on a real JupyterHub",
+     PYTEST + ["tests/test_jupyterhub.py"]),
     ("ruff", "lint", [sys.executable, "-m", "ruff", "check", "."]),
 ]
 
