@@ -62,8 +62,10 @@ def python_paths():
 
 def bwrap_args(home, runtime, exchange="", linattn_ref=REPO / "linattn_ref", answer_keys=False):
     """The bwrap command line (without the kernel's own command) for one kernel."""
+    # /tmp first: binds below it (a repository or venv that lives in /tmp) must land on the fresh tmpfs, not under it
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--uid", str(NOBODY), "--gid",
-            str(NOBODY), "--clearenv", "--ro-bind", "/usr", "/usr"]
+            str(NOBODY), "--clearenv", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64"):  # merged-/usr systems link these into /usr
         path = Path("/") / name
         if path.is_symlink():
@@ -80,8 +82,7 @@ def bwrap_args(home, runtime, exchange="", linattn_ref=REPO / "linattn_ref", ans
     if not answer_keys:  # an empty, read-only folder over the keys
         args += ["--tmpfs", f"{COURSE}/autograder/checks/answer_keys",
                  "--remount-ro", f"{COURSE}/autograder/checks/answer_keys"]
-    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", str(home), HOME,
-             "--bind", str(runtime), str(runtime), "--chdir", HOME]
+    args += ["--bind", str(home), HOME, "--bind", str(runtime), str(runtime), "--chdir", HOME]
     env = {"HOME": HOME, "USER": "student", "LOGNAME": "student", "TMPDIR": "/tmp", "PYTHONPATH": COURSE,
            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
            **{k: v for k, v in os.environ.items() if PASSED_ENV.fullmatch(k)}}

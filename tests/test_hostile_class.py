@@ -341,6 +341,20 @@ print(json.dumps({{'uid': os.getuid(), 'keys': os.listdir('/course/autograder/ch
     assert (exchange / "probe").exists() and (home / "probe").exists()
 
 
+def test_a_course_that_lives_in_tmp_is_still_seen(tmp_path, monkeypatch):
+    """CI grades from a fresh clone in a temporary folder: the sandbox's own /tmp must not hide the venv there."""
+    venv = tmp_path / "venv"
+    venv.symlink_to(sys.prefix)  # the environment, known by a path under /tmp
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir()
+    proc = subprocess.run([*sandbox.bwrap_args(home, runtime), str(venv / "bin" / "python"), "-c",
+                           "import torch, linattn_ref, autograder.checks; print('imported')"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "imported", proc.stderr
+
+
 def test_grade_stops_when_bubblewrap_is_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     with pytest.raises(grading.GradingError, match="apt-get install bubblewrap.*--no-sandbox"):
