@@ -1,4 +1,4 @@
-"""What the sandbox costs: one full submission (the ten solution notebooks) graded with --jobs 1, sandboxed and not.
+"""What the sandbox costs: one full submission (every solution notebook) graded with --jobs 1, sandboxed and not.
 
     PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH .venv/bin/python benchmarks/grading_sandbox.py [--repeats N]
 
@@ -29,7 +29,7 @@ ALLOWED = 1.20  # the sandboxed time may be at most 20% above the unsandboxed on
 
 
 def one_run(sandbox):
-    """Seconds to grade one student's ten notebooks, and the autograded score (a check that all went through)."""
+    """Seconds to grade one student's every notebook, and the autograded score (a check that all went through)."""
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         subs = Path(tmp) / "subs" / "student"
         for assignment in ops.assignments():
@@ -58,7 +58,7 @@ def main():
     ratio = mean["sandboxed"] / mean["unsandboxed"]
     result = {"command": "PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH .venv/bin/python benchmarks/grading_sandbox.py"
                          f" --repeats {args.repeats}",
-              "what": "one submission of all ten solution notebooks, grade --jobs 1, whole run (collect to export)",
+              "what": "one submission of every solution notebook, grade --jobs 1, whole run (collect to export)",
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "runs": runs, "mean_seconds": {k: round(v, 1) for k, v in mean.items()}, "ratio": round(ratio, 3),
               "allowed_ratio": ALLOWED, "load_average_1min": [round(x, 1) for x in load]}
