@@ -37,7 +37,7 @@ from . import nbgrader_ops as ops
 from . import sandbox as sandboxing
 from .gradebook import export, merge, stale_feedback
 from .nbgrader_ops import nbgrader_api
-from .submissions import GradingError, catalogue, collect, printable, stage
+from .submissions import GradingError, assignment_notebooks, collect, printable, stage
 from .worker import WorkerPool
 
 STATE_FILE = "grading_state.json"
@@ -251,7 +251,7 @@ def grade(submissions, out, jobs=None, timeout=None, memory_mb=DEFAULT_MEMORY_MB
     os.environ.update({k: v for k, v in ops.nbgrader_env().items() if k in ("PATH", "PYTHONPATH")})
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    known = catalogue()
+    known = assignment_notebooks()
     if not known:
         raise GradingError(f"no assignments in {ops.SOURCE}")
     if sandbox and (why := sandboxing.problem()):

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from copydetect import CodeFingerprint, compare_files
 
-from .checks.exercises import EXERCISES
+from .checks.registry import EXERCISES
 from .static_check import SOURCE, answer_cells
 
 NOISE, GUARANTEE = 25, 30  # copydetect's defaults: k-grams of 25 filtered characters, a match of 30 always found

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from .checks.exercises import EXERCISES
+from .checks.registry import EXERCISES
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "linattn_ref"
@@ -41,7 +41,7 @@ TOOLS = {  # name (called, imported or used as an attribute) -> why it scores 0
     "_thread": "starts threads (_thread)", "Thread": "starts threads", "ThreadPoolExecutor": "starts threads",
     "multiprocessing": "starts processes (multiprocessing)", "ProcessPoolExecutor": "starts processes",
 }
-TRITON_EXERCISES_MODULE = "autograder.checks.catalogue.nb09_triton"
+TRITON_EXERCISES_MODULE = "autograder.checks.notebooks.nb09_triton"
 TRITON_WRAPPERS = {"linear_attention_chunk", "retention_chunk", "gla_chunk"}  # linattn_ref.triton.families
 TRITON_KERNELS = {"chunk_gated_forward", "_launch", "chunk_gated_fwd_kernel", "gla_prepare_kernel"}  # .kernel
 

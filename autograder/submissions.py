@@ -1,6 +1,6 @@
 """What a class handed in: every student folder or zip in SUBMISSIONS, each notebook matched to an assignment.
 
-    subs, students = collect(SUBMISSIONS, catalogue(), report)
+    subs, students = collect(SUBMISSIONS, assignment_notebooks(), report)
 
 Staging (stage()) then writes each submission where nbgrader grades it, with careless changes to the nbgrader
 cells settled against the release (resolve_cells) and deleted locked cells put back (restore_locked_cells).
@@ -63,7 +63,7 @@ def clean_name(name):
     return re.sub(r"[\s\-]+", "_", stem)
 
 
-def catalogue(source=ops.SOURCE):
+def assignment_notebooks(source=ops.SOURCE):
     """{assignment: [notebook names]} of the assignments in `source`."""
     return {a: [p.stem for p in ops.notebooks(Path(source) / a)] for a in ops.assignments(source)}
 

@@ -34,8 +34,8 @@ from traitlets import Bool, Integer
 
 from .checks import answers
 from .checks.checker import exercise, judge
-from .checks.exercises import EXERCISES
 from .checks.observation import Observation
+from .checks.registry import EXERCISES
 from .static_check import static_check, stripped_reference
 
 MAX_READ = 64 * 2**20  # bytes of one observation file the grader reads; more is a forged or runaway file
@@ -114,7 +114,7 @@ def graded_cells(nb):
 def function_params(nb, before, name):
     """Parameter names of the last `def name` in the code cells above cell `before` (None if there is none);
     with **kwargs, every optional parameter a case may pass."""
-    from .checks.cases import OPTIONAL_PARAMS
+    from .checks.exercise import OPTIONAL_PARAMS
 
     for cell in reversed(nb.cells[:before]):
         try:

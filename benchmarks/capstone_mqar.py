@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from linattn_ref import models
-from linattn_ref.viz import nb10
+from linattn_ref.viz import nb10_capstone as viz
 
 OUT = Path(__file__).parent / "results"
 
@@ -40,8 +40,8 @@ def main():
 
 
 def plot(results):
-    """The PNG from the JSON: `python -c "from benchmarks.capstone_mqar import *; plot(nb10.load_results())"`."""
-    fig = nb10.plot_results(results["mixers"], results["feature_sweep"], label="full run")
+    """The PNG from the JSON: `python -c "from benchmarks.capstone_mqar import *; plot(viz.load_results())"`."""
+    fig = viz.plot_results(results["mixers"], results["feature_sweep"], label="full run")
     fig.savefig(OUT / "capstone_mqar.png", dpi=110)
 
 

@@ -3,7 +3,7 @@
     python benchmarks/triton_gpu.py --out DIR [--sweep] [--skip-checks]
 
 1. checks: every family in float32 / bfloat16 / float16 against linattn_ref in float64 (relative error,
-   thresholds from linattn_ref.triton.tolerances), on fresh random inputs, with the output memory poisoned
+   thresholds from linattn_ref.tolerances), on fresh random inputs, with the output memory poisoned
    with NaN first so that an unwritten element fails.
 2. --sweep: launch settings (chunk, value block, warps, stages) at B=4, H=16, T=8192, d=128, bfloat16.
 3. timings at B=4, H=16, d=128, bfloat16, T = 1024 ... 32768, median of triton.testing.do_bench: the three

@@ -30,9 +30,12 @@ def effective_horizon(gamma):
 
 
 
-def _per_head(gamma, dtype):
-    """Reshape [H] to [H, 1, 1] so it broadcasts over [..., H, T, T] or [..., H, d, d]."""
-    gamma = gamma.to(dtype)
+def per_head(gamma, dtype=None):
+    """gamma shaped to broadcast over [..., H, T, T] or [..., H, d, d]: a tensor [H] becomes [H, 1, 1] (cast to
+    `dtype` when given); a number, or a tensor of one value, stays as it is."""
+    if not isinstance(gamma, torch.Tensor):
+        return gamma
+    gamma = gamma if dtype is None else gamma.to(dtype)
     return gamma.view(-1, 1, 1) if gamma.ndim == 1 else gamma
 
 
@@ -43,7 +46,7 @@ def decay_mask(T, gamma):
     i = torch.arange(T, dtype=torch.float64)
     distance = i.view(-1, 1) - i.view(1, -1)  # i - j
     lower = distance >= 0
-    log_gamma = _per_head(gamma, torch.float64).log()
+    log_gamma = per_head(gamma, torch.float64).log()
     # computed as exp((i-j) log gamma) with the upper triangle sent to -inf, so gamma^(negative) never appears
     return (log_gamma * distance).masked_fill(~lower, float("-inf")).exp()
 
@@ -70,7 +73,7 @@ def retention_recurrent(q, k, v, gamma, scale=None, initial_state=None, output_f
     out_dtype, dt = q.dtype, work_dtype(q.dtype)
     q, k, v = q.to(dt) * scale, k.to(dt), v.to(dt)
     lead = q.shape[:-2]
-    gamma_b = _per_head(gamma, dt)
+    gamma_b = per_head(gamma, dt)
     if initial_state is None:
         S = q.new_zeros(*lead, d_k, d_v)
     else:
@@ -91,7 +94,7 @@ def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=Non
     scale = resolve_scale(scale, d_k)
     dt = work_dtype(q.dtype)
     lead = q.shape[:-2]
-    g = _per_head(gamma, dt).log().expand(*lead, T, 1)
+    g = per_head(gamma, dt).log().expand(*lead, T, 1)
     init = None if initial_state is None else check_state("initial_state", initial_state, (*lead, d_k, d_v), dt)
     o, S = chunk_gated_linear_attention(q.to(dt), k.to(dt), v.to(dt), g, scale, chunk_size, init,
                                         output_final_state=True)

@@ -7,6 +7,7 @@ from autograder.checks import answers
 @pytest.fixture
 def keys(tmp_path, monkeypatch):
     monkeypatch.setattr(answers, "KEY_DIR", tmp_path)
+    (tmp_path / "99_quiz.json").write_text("{}")  # a notebook's key file, named after its folder
     return tmp_path
 
 
@@ -49,3 +50,13 @@ def test_numbers_arrays_and_orders(keys):
     assert "expected an array of shape (2, 2), got shape (2,)" in wrong("99.m", [1, 2])
     assert "expected 3 items in the order, got 2" in wrong("99.o", [2, 0])
     assert "not answered yet" in wrong("99.o", None)
+
+
+def test_keys_live_in_the_file_named_after_the_notebook_folder(keys):
+    answers.add_key("99.k", "int", 7)
+    assert "99.k" in (keys / "99_quiz.json").read_text()
+    with pytest.raises(FileNotFoundError, match=r"98_<topic>\.json \(python -m autograder new-notebook"):
+        answers.add_key("98.k", "int", 7)  # no notebook 98: a key file is made with the notebook, not on the fly
+    (keys / "99_other.json").write_text("{}")
+    with pytest.raises(KeyError, match="several answer-key files for notebook 99"):
+        answers.load_key("99.k")

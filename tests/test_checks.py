@@ -8,38 +8,42 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
 import linattn_ref
+from autograder import nbgrader_ops as ops
 from autograder.checks import EXERCISES, Case, check
-from autograder.checks.cases import Exercise
-from autograder.checks.catalogue import nb09_triton
+from autograder.checks.exercise import Exercise
+from autograder.checks.registry import MODULES, NOTEBOOK_OF
 from autograder.checks.sandbox import OUTPUT_LIMIT
+from autograder.verdict import graded_cells
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mistakes  # noqa: E402  (the bank lives next to this file)
+from mistakes import default_scale  # noqa: E402
+
+from linattn_ref.retnet import per_head
 
 BANK = mistakes.load()
 
-# The contract between the checks and the notebooks: these ids, each the name of a linattn_ref function.
-CONTRACT = {
-    "01": ("causal_mask", "qk_pairs", "visible_keys", "num_visible_keys", "masked_scores"),
-    "02": ("softmax_attention_parallel", "softmax_attention_step", "softmax_attention_recurrent", "kv_cache_bytes"),
-    "03": ("elu_plus_one", "linear_attention_noncausal", "linear_attention_parallel"),
-    "04": ("state_variables", "state_update", "state_readout", "linear_attention_recurrent"),
-    "05": ("average_update", "window_update", "linear_scan_sequential", "linear_scan_parallel"),
-    "06": ("decay_mask", "multiscale_gammas", "retention_parallel", "retention_recurrent"),
-    "07": ("gla_gates", "gla_recurrent", "gla_parallel"),
-    "08": ("intra_chunk_scores", "chunk_gated_linear_attention", "linear_attention_chunk", "retention_chunk",
-           "gla_chunk"),
-    # The learner's own Triton kernels: references compose linattn_ref (autograder.checks.catalogue.nb09_triton),
-    # cases are float32 only (the CPU interpreter; GPU kernels), right answers come from the bank's CORRECT.
-    "09": ("row_sum_triton", "matmul_triton", "intra_chunk_triton", "linear_attention_triton", "retention_triton",
-           "gla_triton"),
-    "10": ("mqar_layout", "mqar_batch", "sequence_mixer", "state_size"),
-}
-TRITON = set(CONTRACT["09"])
+
+def solution_checks():
+    """{assignment folder: the exercise ids its graded cells check}, read from solutions/ with the grader's own
+    parser: the contract between the notebooks and the checks."""
+    contract = {}
+    for folder in ops.assignments(ops.SOURCE):
+        for path in ops.notebooks(ops.SOURCE / folder):
+            for _, _, calls in graded_cells(nbformat.read(path, as_version=4)):
+                contract.setdefault(folder, set()).update(c.id for c in calls or () if c.kind == "check")
+    return contract
+
+
+CONTRACT = solution_checks()
+# Exercises whose reference is written in their checks module, not in linattn_ref: the learner's own Triton
+# kernels (cases float32 only, for the CPU interpreter and GPUs; right answers come from the bank's CORRECT).
+TRITON = {name for name, ex in EXERCISES.items() if ex.reference is not getattr(linattn_ref, name, None)}
 VISIBLE_SECONDS = 1.0  # a visible check must take well under this on a laptop
 TRITON_VISIBLE_SECONDS = 5.0  # Triton's interpreter runs a kernel's programs one by one in numpy
 
@@ -68,13 +72,23 @@ def failure(exercise_id, fn, hidden=False):
 # ---------------------------------------------------------------- the registry
 
 
-def test_registry_matches_the_contract():
-    assert sorted(EXERCISES) == sorted(n for names in CONTRACT.values() for n in names)
+def test_registry_matches_the_checks_the_solutions_call():
+    """Each notebook's graded cells check exactly the exercises its checks module declares."""
+    declared = {}
+    for name, folder in NOTEBOOK_OF.items():
+        declared.setdefault(folder, set()).add(name)
+    assert declared == {folder: ids for folder, ids in CONTRACT.items() if ids}
     for name, ex in EXERCISES.items():
         assert isinstance(ex, Exercise)
-        home = nb09_triton if name in TRITON else linattn_ref
+        home = MODULES[[m.NOTEBOOK for m in MODULES].index(NOTEBOOK_OF[name])] if name in TRITON else linattn_ref
         assert ex.reference is getattr(home, name), name
         assert ex.points >= 1 and ex.reference in ex.answers, name
+
+
+def test_every_checks_module_is_named_after_an_assignment_folder():
+    folders = set(ops.assignments(ops.SOURCE))
+    for module in MODULES:
+        assert module.NOTEBOOK in folders and module.__name__.endswith(f".nb{module.NOTEBOOK}"), module.__name__
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
@@ -194,7 +208,7 @@ def test_reference_held_under_another_name_is_caught():
 def test_other_forms_of_the_same_computation_are_caught():
     def retention_parallel(q, k, v, gamma, scale=None):
         log_gamma = torch.as_tensor(gamma, dtype=q.dtype).log()
-        g = (log_gamma.view(-1, 1, 1) if log_gamma.ndim else log_gamma).expand(*q.shape[:-1], 1)
+        g = per_head(log_gamma).expand(*q.shape[:-1], 1)
         return linattn_ref.chunk.chunk_gated_linear_attention(q, k, v, g, scale or q.shape[-1] ** -0.5, 4)
 
     assert "chunk_gated_linear_attention" in failure("retention_parallel", retention_parallel)
@@ -203,7 +217,7 @@ def test_other_forms_of_the_same_computation_are_caught():
 def test_helpers_passed_in_and_torch_stay_usable():
     def linear_attention_parallel(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
         phi = feature_map or (lambda x: x)  # linattn_ref.elu_plus_one, or None: no feature map
-        qp = phi(q) * (q.shape[-1] ** -0.5 if scale is None else scale)
+        qp = phi(q) * default_scale(q, scale)
         kp = phi(k)
         A = torch.einsum("...id,...jd->...ij", qp, kp).tril()
         out = A @ v
@@ -313,7 +327,7 @@ def test_profile_hook_is_removed_afterwards(learner_copy):
 def test_leak_probe_names_the_first_leaking_query():
     def softmax_attention_parallel(q, k, v, scale=None):
         T = q.shape[-2]
-        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        scale = default_scale(q, scale)
         sees_next = torch.ones(T, T, dtype=torch.bool).tril(1)  # query i also sees key i + 1
         scores = (q @ k.mT * scale).masked_fill(~sees_next, float("-inf"))
         return torch.softmax(scores, -1) @ v
@@ -347,9 +361,9 @@ def test_constant_factor_is_named():
     def retention_parallel(q, k, v, gamma, scale=None):
         T = q.shape[-2]
         i = torch.arange(T, dtype=q.dtype)
-        g = gamma.view(-1, 1, 1).to(q.dtype) if isinstance(gamma, torch.Tensor) else gamma
+        g = per_head(gamma, q.dtype)
         D = torch.where(i[:, None] >= i[None, :], g ** (i[:, None] - i[None, :]).clamp(min=0), 0.0)
-        return ((q @ k.mT) * D) @ v * 3 * (q.shape[-1] ** -0.5 if scale is None else scale)
+        return ((q @ k.mT) * D) @ v * 3 * default_scale(q, scale)
 
     message = failure("retention_parallel", retention_parallel)
     assert "scaled by a constant factor 3: every entry is that factor times the expected one" in message
@@ -423,7 +437,7 @@ def test_minus_1e9_is_accepted_where_a_softmax_follows():
     """The message for -1e9 in masked_scores says softmax attention accepts it: that must stay true."""
     def softmax_attention_parallel(q, k, v, scale=None):
         T = q.shape[-2]
-        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        scale = default_scale(q, scale)
         future = torch.ones(T, T, dtype=torch.bool).triu(1)
         return torch.softmax((q @ k.mT * scale).masked_fill(future, -1e9), dim=-1) @ v
 
@@ -454,7 +468,8 @@ def _properties(case):
     return found
 
 
-@pytest.mark.parametrize("name", [n for nb in ("01", "02", "03", "04") for n in CONTRACT[nb]])
+@pytest.mark.parametrize("name", sorted(n for nb, ids in CONTRACT.items() if nb[:2] in ("01", "02", "03", "04")
+                                         for n in ids))
 def test_hidden_cases_add_only_values_and_sizes(name):
     """Whatever a held-out case exercises (an option, a dtype, leading dims, a layout), a visible case does too:
     a learner who passes every visible check gets full marks."""

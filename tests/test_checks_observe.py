@@ -18,6 +18,7 @@ from autograder.checks.structure import TorchWatch, calls_grow_with_length, no_s
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mistakes  # noqa: E402  (the bank lives next to this file)
+from mistakes import default_scale  # noqa: E402
 
 TRITON = {name for name, ex in EXERCISES.items() if ex.reference.__module__.endswith("nb09_triton")}
 BANK = [w for w in mistakes.load() if w.exercise not in TRITON]
@@ -67,7 +68,7 @@ def test_a_right_answer_passes_remotely_too():
     ex = EXERCISES["softmax_attention_parallel"]
 
     def softmax_attention_parallel(q, k, v, scale=None):
-        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        scale = default_scale(q, scale)
         T = q.shape[-2]
         scores = (q @ k.mT * scale).masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
         return torch.softmax(scores, -1) @ v
@@ -128,7 +129,7 @@ def _with_rules(name, *rules):
 
 
 def _softmax(q, k, v, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     T = q.shape[-2]
     scores = (q @ k.mT * scale).masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
     return torch.softmax(scores, -1) @ v

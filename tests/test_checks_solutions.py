@@ -11,15 +11,18 @@ import torch
 from autograder.checks import check
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mistakes import nb09_triton, nb10_capstone  # noqa: E402  (the bank also holds right answers to 09 and 10)
+from mistakes import (  # noqa: E402  (the bank also holds right answers to 09 and 10)
+    default_scale,  # noqa: E402
+    nb09_triton,
+    nb10_capstone,
+)
+
+from linattn_ref.retnet import per_head
 
 
 def _phi(feature_map, x):
     return x if feature_map is None else feature_map(x)  # feature_map=None: no feature map
 
-
-def _scale(q, scale):
-    return q.shape[-1] ** -0.5 if scale is None else scale
 
 
 def causal_mask(T, device=None):
@@ -41,7 +44,7 @@ def num_visible_keys(T, i):
 
 def masked_scores(q, k, scale=None):
     T = q.shape[-2]
-    scores = torch.einsum("...id,...jd->...ij", q, k) * _scale(q, scale)
+    scores = torch.einsum("...id,...jd->...ij", q, k) * default_scale(q, scale)
     return torch.where(causal_mask(T), scores, torch.tensor(float("-inf"), dtype=scores.dtype))
 
 
@@ -52,13 +55,13 @@ def softmax_attention_parallel(q, k, v, scale=None):
 
 
 def softmax_attention_step(q_t, k_cache, v_cache, scale=None):
-    scores = torch.einsum("...d,...jd->...j", q_t, k_cache) * _scale(q_t, scale)
+    scores = torch.einsum("...d,...jd->...j", q_t, k_cache) * default_scale(q_t, scale)
     return torch.einsum("...j,...jd->...d", scores.softmax(-1), v_cache)
 
 
 def softmax_attention_recurrent(q, k, v, scale=None):
     """Online softmax: a running maximum, a running denominator and a running weighted sum."""
-    scale = _scale(q, scale)
+    scale = default_scale(q, scale)
     out = []
     for t in range(q.shape[-2]):
         m = torch.full(q.shape[:-2], float("-inf"), dtype=q.dtype)
@@ -84,7 +87,7 @@ def elu_plus_one(x):
 
 
 def linear_attention_noncausal(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
-    qp, kp = _phi(feature_map, q) * _scale(q, scale), _phi(feature_map, k)
+    qp, kp = _phi(feature_map, q) * default_scale(q, scale), _phi(feature_map, k)
     out = torch.einsum("...id,...de->...ie", qp, torch.einsum("...jd,...je->...de", kp, v))
     if normalize:
         out = out / (torch.einsum("...id,...d->...i", qp, kp.sum(-2)).unsqueeze(-1) + eps)
@@ -92,7 +95,7 @@ def linear_attention_noncausal(q, k, v, feature_map=None, normalize=True, scale=
 
 
 def linear_attention_parallel(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
-    qp, kp = _phi(feature_map, q) * _scale(q, scale), _phi(feature_map, k)
+    qp, kp = _phi(feature_map, q) * default_scale(q, scale), _phi(feature_map, k)
     rows = []
     for i in range(q.shape[-2]):
         w = torch.einsum("...d,...jd->...j", qp[..., i, :], kp[..., : i + 1, :])
@@ -123,7 +126,7 @@ def state_readout(qp_t, mu, nu=None, eps=0.0):
 
 def linear_attention_recurrent(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, initial_state=None,
                                output_final_state=False):
-    qp, kp = _phi(feature_map, q) * _scale(q, scale), _phi(feature_map, k)
+    qp, kp = _phi(feature_map, q) * default_scale(q, scale), _phi(feature_map, k)
     mu = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
     nu = q.new_zeros(*q.shape[:-2], q.shape[-1])
     if initial_state is not None:
@@ -173,7 +176,7 @@ def linear_scan_parallel(a, b, initial=None):
 def decay_mask(T, gamma):
     """In log space: exp((i - j) log gamma) below the diagonal; the distance clamped at 0 so nothing overflows."""
     log_g = torch.as_tensor(gamma, dtype=torch.float64).log()
-    log_g = log_g.view(-1, 1, 1) if log_g.ndim else log_g
+    log_g = per_head(log_g)
     i = torch.arange(T, dtype=torch.float64)
     return ((i[:, None] - i[None, :]).clamp(min=0) * log_g).exp().tril()
 
@@ -184,16 +187,16 @@ def multiscale_gammas(n_heads):
 
 def retention_parallel(q, k, v, gamma, scale=None):
     D = decay_mask(q.shape[-2], gamma).to(q.dtype)
-    return torch.einsum("...ij,...jd->...id", torch.einsum("...id,...jd->...ij", q, k) * _scale(q, scale) * D, v)
+    return torch.einsum("...ij,...jd->...id", torch.einsum("...id,...jd->...ij", q, k) * default_scale(q, scale) * D, v)
 
 
 def retention_recurrent(q, k, v, gamma, scale=None):
-    g = gamma.to(q.dtype).view(-1, 1, 1) if isinstance(gamma, torch.Tensor) else gamma
+    g = per_head(gamma, q.dtype)
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
     out = []
     for t in range(q.shape[-2]):
         S = g * S + torch.einsum("...d,...e->...de", k[..., t, :], v[..., t, :])
-        out.append(torch.einsum("...d,...de->...e", q[..., t, :], S) * _scale(q, scale))
+        out.append(torch.einsum("...d,...de->...e", q[..., t, :], S) * default_scale(q, scale))
     return torch.stack(out, -2)
 
 
@@ -208,7 +211,7 @@ def gla_recurrent(q, k, v, g, scale=None):
     for t in range(q.shape[-2]):
         S = torch.einsum("...d,...de->...de", g[..., t, :].exp(), S) + torch.einsum(
             "...d,...e->...de", k[..., t, :], v[..., t, :])
-        out.append(torch.einsum("...d,...de->...e", q[..., t, :] * _scale(q, scale), S))
+        out.append(torch.einsum("...d,...de->...e", q[..., t, :] * default_scale(q, scale), S))
     return torch.stack(out, -2)
 
 
@@ -218,7 +221,7 @@ def gla_parallel(q, k, v, g, scale=None):
     rows = []
     for i in range(T):
         decay = (b[..., i : i + 1, :] - b[..., : i + 1, :]).exp()  # [..., i + 1, d_k], every entry <= 1
-        w = ((q[..., i : i + 1, :] * _scale(q, scale)) * k[..., : i + 1, :] * decay).sum(-1)
+        w = ((q[..., i : i + 1, :] * default_scale(q, scale)) * k[..., : i + 1, :] * decay).sum(-1)
         rows.append(torch.einsum("...j,...je->...e", w, v[..., : i + 1, :]))
     return torch.stack(rows, -2)
 
@@ -250,21 +253,23 @@ def chunk_gated_linear_attention(q, k, v, g=None, scale=1.0, chunk_size=64, init
 
 def linear_attention_chunk(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
     qp, kp = (q, k) if feature_map is None else (feature_map(q), feature_map(k))
-    num = chunk_gated_linear_attention(qp, kp, v, None, _scale(q, scale), chunk_size)
+    num = chunk_gated_linear_attention(qp, kp, v, None, default_scale(q, scale), chunk_size)
     if not normalize:
         return num
-    den = chunk_gated_linear_attention(qp, kp, torch.ones_like(v[..., :1]), None, _scale(q, scale), chunk_size)
+    den = chunk_gated_linear_attention(qp, kp, torch.ones_like(v[..., :1]), None, default_scale(q, scale), chunk_size)
     return num / (den + eps)
 
 
 def retention_chunk(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None, output_final_state=False):
     log_gamma = torch.as_tensor(gamma, dtype=q.dtype).log()
-    g = (log_gamma.view(-1, 1, 1) if log_gamma.ndim else log_gamma).expand(*q.shape[:-1], 1)
-    return chunk_gated_linear_attention(q, k, v, g, _scale(q, scale), chunk_size, initial_state, output_final_state)
+    g = per_head(log_gamma).expand(*q.shape[:-1], 1)
+    return chunk_gated_linear_attention(q, k, v, g, default_scale(q, scale), chunk_size, initial_state,
+                                        output_final_state)
 
 
 def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_final_state=False):
-    return chunk_gated_linear_attention(q, k, v, g, _scale(q, scale), chunk_size, initial_state, output_final_state)
+    return chunk_gated_linear_attention(q, k, v, g, default_scale(q, scale), chunk_size, initial_state,
+                                        output_final_state)
 
 
 SOLUTIONS = {name: fn for name, fn in globals().items() if callable(fn) and not name.startswith("_")
@@ -288,7 +293,7 @@ def test_float32_state_with_float64_accumulation_passes():
     """Computing in higher precision and casting back is fine: the dtype and the values are what count."""
     def softmax_attention_parallel(q, k, v, scale=None):
         T = q.shape[-2]
-        scores = q.double() @ k.double().mT * _scale(q, scale)
+        scores = q.double() @ k.double().mT * default_scale(q, scale)
         scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
         return (torch.softmax(scores, dim=-1) @ v.double()).to(q.dtype)
 

@@ -35,7 +35,7 @@ def choice_questions():
     out = []
     for name in NOTEBOOKS:
         cells = json.loads((ROOT / "solutions" / name / f"{name}.ipynb").read_text())["cells"]
-        keys = json.loads((answers.KEY_DIR / f"{name[:2]}.json").read_text())
+        keys = json.loads((answers.KEY_DIR / f"{name}.json").read_text())
         for n, cell in enumerate(cells):
             found = re.search(r'check_answer\("([\w.]+)", (\w+)\)', _source(cell))
             if not found or keys[found[1]]["kind"] not in ("choice", "choices"):

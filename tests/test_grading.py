@@ -431,7 +431,7 @@ def test_interrupted_run_ends_with_the_same_grades(first_course_run, course_subs
     ("untitled.ipynb", None),
 ])
 def test_notebooks_are_matched_to_assignments(path, assignment):
-    hit = submissions.match(path, submissions.catalogue())
+    hit = submissions.match(path, submissions.assignment_notebooks())
     assert (hit[0] if hit else None) == assignment
 
 

@@ -17,6 +17,7 @@ import time
 
 import nbformat
 import pytest
+from mistakes import default_scale
 from test_grading import NB01, REPO, answer, autograded_max, cell, check_of, learner, read_csv, source, write
 
 from autograder import grading, static_check, verdict
@@ -285,7 +286,7 @@ def observations(ex_id, fn, cases):
 def right_masked_scores(q, k, scale=None):
     import torch
 
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     T = q.shape[-2]
     return (q @ k.mT * scale).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
 

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import linattn_ref as R
+from linattn_ref.retnet import per_head
 
 F64 = dict(rtol=1e-9, atol=1e-9)  # float64 forms agree to rounding
 LEADS = [(), (3,), (2, 3)]  # the dimensions before [T, d]
@@ -162,7 +163,7 @@ def test_retention_is_gla_with_a_constant_gate_log_gamma(seq, chunk_size, gamma,
     q, k, v, _ = seq
     gamma = per_head_gamma(seq, gamma) if heads else gamma
     log_gamma = torch.as_tensor(gamma, dtype=torch.float64).log()
-    g = (log_gamma.view(-1, 1, 1) if log_gamma.ndim else log_gamma).expand(k.shape)
+    g = per_head(log_gamma).expand(k.shape)
     torch.testing.assert_close(R.retention_parallel(q, k, v, gamma), R.gla_parallel(q, k, v, g), **F64)
     torch.testing.assert_close(R.retention_recurrent(q, k, v, gamma), R.gla_recurrent(q, k, v, g), **F64)
     torch.testing.assert_close(R.retention_chunk(q, k, v, gamma, chunk_size=chunk_size),

@@ -10,7 +10,7 @@ exercise id (the name of the function the learner writes) to its `Exercise`.
 """
 from .answers import check_answer
 from .checker import Check
-from .exercises import EXERCISES, Case, Exercise, Mistake
+from .registry import EXERCISES, Case, Exercise, Mistake
 
 check = Check()
 

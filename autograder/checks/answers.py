@@ -1,7 +1,7 @@
 """Numeric, multiple-choice and ordering answers, checked against a digest so the answer never appears
 in a notebook.
 
-Each notebook has a key file `answer_keys/<NN>.json` mapping a question id to
+Each notebook has a key file `answer_keys/<NN_topic>.json`, named after its folder, mapping a question id to
 {"kind": ..., "digest": ..., plus what may be told without giving the answer away (shape, options, length)}.
 Add or change an entry with
 
@@ -109,8 +109,12 @@ def digest(question_id, canonical_text):
 
 
 def _key_file(question_id):
-    notebook = question_id.split(".", 1)[0]
-    return KEY_DIR / f"{notebook}.json"
+    """The key file of the notebook a question id starts with: '06.gamma_one' -> answer_keys/06_retnet.json."""
+    number = question_id.split(".", 1)[0]
+    found = sorted(KEY_DIR.glob(f"{number}_*.json"))
+    if len(found) > 1:
+        raise KeyError(f"several answer-key files for notebook {number}: {', '.join(p.name for p in found)}")
+    return found[0] if found else KEY_DIR / f"{number}_<topic>.json"
 
 
 def load_key(question_id):
@@ -138,7 +142,10 @@ def add_key(question_id, kind, value, decimals=3, options=None, hint=None, optio
             raise ValueError(f"option hints need a choice question and one hint per option (missing: {missing})")
         entry["option_hints"] = dict(sorted(option_hints.items()))
     path = _key_file(question_id)
-    keys = json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        raise FileNotFoundError(f"no answer-key file for question {question_id!r}: expected"
+                                f" {path.relative_to(KEY_DIR.parent)} (python -m autograder new-notebook creates it)")
+    keys = json.loads(path.read_text())
     keys[question_id] = entry
     path.write_text(json.dumps(dict(sorted(keys.items())), indent=1) + "\n")
     return entry

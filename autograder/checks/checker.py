@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from . import grading_mode
-from .cases import GATE_INPUTS, Case, output_only
 from .compare import close, compare, matches
-from .exercises import EXERCISES
+from .exercise import GATE_INPUTS, Case, output_only
 from .memory_guard import OutOfBounds, guard
 from .observation import Observation
+from .registry import EXERCISES
 from .sandbox import BoundedBuffer, clone_tree, code_objects, mutated_inputs, run_watched
 from .structure import TorchWatch
 

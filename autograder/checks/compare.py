@@ -1,27 +1,20 @@
 """Comparing a learner's result with the expected one, and saying what differs the way a tutor would.
 
 `compare(expected, got)` returns None when they agree, or a `Problem` naming the first difference: the
-type, the shape, the dtype, NaN/inf, or the first wrong value. Tolerances live here and only here.
+type, the shape, the dtype, NaN/inf, or the first wrong value, within the tolerances of linattn_ref.tolerances
+(the course's one table).
 """
 import operator
 from dataclasses import dataclass
 
 import torch
 
+from linattn_ref.tolerances import elementwise
+
 from .observation import Foreign
 
-# (rtol, atol) by the dtype of the expected result; values are compared in float64,
-# |got - expected| <= atol + rtol * |expected| as in torch.testing.assert_close.
-TOLERANCES = {
-    torch.float64: (1e-7, 1e-9),
-    torch.float32: (1e-4, 1e-5),
-    torch.float16: (1e-2, 1e-3),
-    torch.bfloat16: (2e-2, 1e-2),
-}
-
-
-def tolerance(dtype):
-    return TOLERANCES.get(dtype, (0.0, 0.0))  # integers and bools compare exactly
+# (rtol, atol) by the dtype of the expected result
+tolerance = elementwise
 
 
 @dataclass

@@ -71,8 +71,8 @@ def _save(data, path):
 def record_check(exercise_id, fn, hidden):
     """Observe `fn` on the grader's cases of `exercise_id` and write the observations (nothing when there are
     no cases for that id: the grader then finds no observation and says so)."""
-    from .cases import Case
     from .checker import exercise, observe, probe_cases
+    from .exercise import Case
 
     folder = exchange()
     try:

@@ -149,7 +149,7 @@ def no_torch_function(names, why):
 
 def longer(case, factor=2, names=("q", "k", "v")):
     """The case with its sequences repeated `factor` times along time (same sizes otherwise)."""
-    from .cases import Case
+    from .exercise import Case
     inputs = {n: (torch.cat([x] * factor, dim=-2) if n in names and isinstance(x, torch.Tensor) else x)
               for n, x in case.inputs.items()}
     return Case(inputs, dict(case.options), case.note)
@@ -186,7 +186,7 @@ def calls_grow_with_length(per_token, factor=4, names=("q", "k", "v"), name="q")
 
 def repeated(case, factor, names, dim):
     """The case with the inputs `names` repeated `factor` times along `dim` (their time axis)."""
-    from .cases import Case
+    from .exercise import Case
     inputs = {n: (torch.cat([x] * factor, dim=dim) if n in names and isinstance(x, torch.Tensor) else x)
               for n, x in case.inputs.items()}
     return Case(inputs, dict(case.options), case.note)

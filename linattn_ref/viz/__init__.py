@@ -1,1 +1,2 @@
-"""Pictures and widgets for the notebooks: one module per notebook (nbNN), data functions beside the plots."""
+"""Pictures and widgets for the notebooks: one module per notebook, named after its folder (nb06_retnet for
+06_retnet), data functions beside the plots."""

@@ -24,6 +24,11 @@ class WrongAnswer:
 BANK = []
 
 
+def default_scale(q, scale):
+    """The scale an attention function uses: the one given, or d_k ** -0.5 (the one helper the tests share)."""
+    return q.shape[-1] ** -0.5 if scale is None else scale
+
+
 def wrong(exercise, phrase):
     def register(fn):
         BANK.append(WrongAnswer(exercise, phrase, fn))

@@ -1,7 +1,9 @@
 """Wrong answers to notebook 06: RetNet's decay mask and retention."""
 import torch
 
-from . import wrong
+from linattn_ref.retnet import per_head
+
+from . import default_scale, wrong
 
 
 def _distance(T):
@@ -10,7 +12,7 @@ def _distance(T):
 
 
 def _gamma(gamma):
-    return gamma.view(-1, 1, 1) if isinstance(gamma, torch.Tensor) else gamma
+    return per_head(gamma)
 
 
 # ---------------------------------------------------------------- decay_mask
@@ -85,22 +87,19 @@ def gammas_list(n_heads):
 # ---------------------------------------------------------------- retention_parallel
 
 
-def _scale(q, scale):
-    return q.shape[-1] ** -0.5 if scale is None else scale
-
 
 @wrong("retention_parallel", "exponent is off by one")
 def retention_parallel_plus_one(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2]).to(q.dtype)
     D = torch.where(d >= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** (d + 1), 0.0)
-    return ((q @ k.mT) * _scale(q, scale) * D) @ v
+    return ((q @ k.mT) * default_scale(q, scale) * D) @ v
 
 
 @wrong("retention_parallel", "upper triangle")
 def retention_parallel_upper(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2]).to(q.dtype)
     D = torch.where(d <= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** (-d), 0.0)
-    return ((q @ k.mT) * _scale(q, scale) * D) @ v
+    return ((q @ k.mT) * default_scale(q, scale) * D) @ v
 
 
 @wrong("retention_parallel", "missing the scale")
@@ -112,42 +111,42 @@ def retention_parallel_unscaled(q, k, v, gamma, scale=None):
 
 @wrong("retention_parallel", "no decay")
 def retention_parallel_no_decay(q, k, v, gamma, scale=None):
-    return ((q @ k.mT) * _scale(q, scale)).tril() @ v
+    return ((q @ k.mT) * default_scale(q, scale)).tril() @ v
 
 
 @wrong("retention_parallel", "raised")
 def retention_parallel_scalar_gamma(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2]).to(q.dtype)
     D = torch.where(d >= 0, gamma ** d, 0.0)  # float(gamma) ** tensor: fine; tensor [H] ** [T, T]: fails
-    return ((q @ k.mT) * _scale(q, scale) * D.to(q.dtype)) @ v
+    return ((q @ k.mT) * default_scale(q, scale) * D.to(q.dtype)) @ v
 
 
 @wrong("retention_parallel", "inf * 0 = NaN")
 def retention_parallel_power_times_mask(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2])
     D = torch.as_tensor(_gamma(gamma), dtype=torch.float64) ** d * (d >= 0)  # gamma^(-199) = inf above the diagonal
-    return ((q @ k.mT) * _scale(q, scale) * D.to(q.dtype)) @ v
+    return ((q @ k.mT) * default_scale(q, scale) * D.to(q.dtype)) @ v
 
 
 @wrong("retention_parallel", "inf * 0 = NaN")
 def retention_parallel_mask_in_q_dtype(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2]).to(q.dtype)
     D = torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** d * torch.ones_like(d).tril()
-    return ((q @ k.mT) * _scale(q, scale) * D) @ v
+    return ((q @ k.mT) * default_scale(q, scale) * D) @ v
 
 
 @wrong("retention_parallel", "sign is flipped")
 def retention_parallel_gamma_j_minus_i(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2]).to(q.dtype)
     D = torch.where(d >= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** (-d).clamp(max=0), 0.0)
-    return ((q @ k.mT) * _scale(q, scale) * D) @ v
+    return ((q @ k.mT) * default_scale(q, scale) * D) @ v
 
 
 # ---------------------------------------------------------------- retention_recurrent
 
 
 def _retention_loop(q, k, v, gamma, scale, decay_after=False, decay=True):
-    q = q * _scale(q, scale)
+    q = q * default_scale(q, scale)
     g = torch.as_tensor(_gamma(gamma), dtype=q.dtype) if decay else 1.0
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
     out = []
@@ -170,7 +169,7 @@ def retention_recurrent_no_decay(q, k, v, gamma, scale=None):
 
 @wrong("retention_recurrent", "changed its input")
 def retention_recurrent_scales_q_in_place(q, k, v, gamma, scale=None):
-    q *= _scale(q, scale)
+    q *= default_scale(q, scale)
     return _retention_loop(q, k, v, gamma, 1.0)
 
 
@@ -180,13 +179,13 @@ def retention_recurrent_float32_buffer(q, k, v, gamma, scale=None):
     out = torch.zeros(*q.shape[:-1], v.shape[-1])  # float32, whatever the inputs
     for t in range(q.shape[-2]):
         S = torch.as_tensor(_gamma(gamma), dtype=q.dtype) * S + k[..., t, :, None] * v[..., t, None, :]
-        out[..., t, :] = (q[..., t, None, :] * _scale(q, scale) @ S).squeeze(-2)
+        out[..., t, :] = (q[..., t, None, :] * default_scale(q, scale) @ S).squeeze(-2)
     return out
 
 
 def _retention_with_state(q, k, v, gamma, scale, initial_state, output_final_state, use_initial=True,
                           return_state=True):
-    q = q * _scale(q, scale)
+    q = q * default_scale(q, scale)
     g = torch.as_tensor(_gamma(gamma), dtype=q.dtype)
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
     if use_initial and initial_state is not None:
@@ -215,10 +214,10 @@ def retention_recurrent_never_returns_state(q, k, v, gamma, scale=None, initial_
 def retention_recurrent_is_parallel(q, k, v, gamma, scale=None, initial_state=None, output_final_state=False):
     d = _distance(q.shape[-2]).to(q.dtype)
     g = torch.as_tensor(_gamma(gamma), dtype=q.dtype)
-    o = ((q @ k.mT) * _scale(q, scale) * torch.where(d >= 0, g ** d.clamp(min=0), 0.0)) @ v
+    o = ((q @ k.mT) * default_scale(q, scale) * torch.where(d >= 0, g ** d.clamp(min=0), 0.0)) @ v
     if initial_state is not None:  # the state's contribution, decayed to each position: right, but all at once
         steps = torch.arange(1, q.shape[-2] + 1, dtype=q.dtype).unsqueeze(-1)
-        o = o + (g ** steps) * (q * _scale(q, scale)) @ initial_state
+        o = o + (g ** steps) * (q * default_scale(q, scale)) @ initial_state
     if not output_final_state:
         return o
     T = q.shape[-2]
@@ -229,7 +228,7 @@ def retention_recurrent_is_parallel(q, k, v, gamma, scale=None, initial_state=No
 
 @wrong("retention_recurrent", "read before it is updated")
 def retention_recurrent_reads_first(q, k, v, gamma, scale=None, initial_state=None, output_final_state=False):
-    q = q * _scale(q, scale)
+    q = q * default_scale(q, scale)
     g = torch.as_tensor(_gamma(gamma), dtype=q.dtype)
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if initial_state is None else initial_state
     out = []
@@ -244,18 +243,18 @@ def retention_recurrent_reads_first(q, k, v, gamma, scale=None, initial_state=No
 def retention_parallel_k_q(q, k, v, gamma, scale=None):
     d = _distance(q.shape[-2]).to(q.dtype)
     D = torch.where(d >= 0, torch.as_tensor(_gamma(gamma), dtype=q.dtype) ** d.clamp(min=0), 0.0)
-    return ((k @ q.mT) * _scale(q, scale) * D) @ v
+    return ((k @ q.mT) * default_scale(q, scale) * D) @ v
 
 
 @wrong("retention_recurrent", "rounded to float32")
 def retention_recurrent_float32_gamma(q, k, v, gamma, scale=None, initial_state=None, output_final_state=False):
     g = torch.as_tensor(gamma)  # float32 for a Python float: 0.9 becomes 0.89999998
-    g = g.view(-1, 1, 1) if g.ndim else g
+    g = per_head(g)
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if initial_state is None else initial_state
     out = []
     for t in range(q.shape[-2]):
         S = g * S + k[..., t, :, None] * v[..., t, None, :]
-        out.append(_scale(q, scale) * (q[..., t, None, :] @ S).squeeze(-2))
+        out.append(default_scale(q, scale) * (q[..., t, None, :] @ S).squeeze(-2))
     o = torch.stack(out, -2)
     return (o, S) if output_final_state else o
 
@@ -264,5 +263,5 @@ def retention_recurrent_float32_gamma(q, k, v, gamma, scale=None, initial_state=
 def decay_mask_float32_gamma(T, gamma):
     g = torch.tensor(gamma) if not isinstance(gamma, torch.Tensor) else gamma  # a float32 scalar tensor
     d = _distance(T)
-    g = g.view(-1, 1, 1) if g.ndim else g
+    g = per_head(g)
     return torch.where(d >= 0, g ** d.clamp(min=0), 0.0)

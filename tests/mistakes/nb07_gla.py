@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from . import wrong
+from . import default_scale, wrong
 
 # ---------------------------------------------------------------- gla_gates
 
@@ -41,7 +41,7 @@ def gates_log_of_sigmoid(x, w_down, w_up, bias, tau=16.0):
 
 
 def _loop(q, k, v, g, scale, decay=lambda g_t: g_t.exp(), gate_after=False, gate_rows=True):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
     out = []
     for t in range(q.shape[-2]):
@@ -87,7 +87,7 @@ def _causal(T):
 
 @wrong("gla_parallel", "log-gates are used as gates")
 def gla_parallel_double_loop(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     T = q.shape[-2]
     A = q.new_zeros(*q.shape[:-1], T)
     for i in range(T):
@@ -99,7 +99,7 @@ def gla_parallel_double_loop(q, k, v, g, scale=None):
 
 @wrong("gla_parallel", "NaN")
 def gla_parallel_cumprod_of_g(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     B = g.cumprod(-2)  # g is log(alpha): the cumulative decay is exp(cumsum(g)), not cumprod(g)
     A = ((q * scale * B) @ (k / B).mT).masked_fill(~_causal(q.shape[-2]), 0.0)
     return A @ v
@@ -107,7 +107,7 @@ def gla_parallel_cumprod_of_g(q, k, v, g, scale=None):
 
 @wrong("gla_parallel", "future tokens leak")
 def gla_parallel_upper(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     b = g.cumsum(-2)
     diff = (b.unsqueeze(-2) - b.unsqueeze(-3)).masked_fill(~_causal(q.shape[-2]).mT.unsqueeze(-1), float("-inf"))
     return torch.einsum("...ic,...jc,...ijc->...ij", q * scale, k, diff.exp()) @ v
@@ -115,7 +115,7 @@ def gla_parallel_upper(q, k, v, g, scale=None):
 
 @wrong("gla_parallel", "future tokens leak")
 def gla_parallel_no_mask(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     b = g.cumsum(-2)
     B = b.exp()
     return ((q * scale * B) @ (k / B).mT) @ v
@@ -123,13 +123,13 @@ def gla_parallel_no_mask(q, k, v, g, scale=None):
 
 @wrong("gla_parallel", "gates are ignored")
 def gla_parallel_plain_linear(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     return ((q * scale) @ k.mT).masked_fill(~_causal(q.shape[-2]), 0.0) @ v
 
 
 @wrong("gla_parallel", "naive form divides by the cumulative gates")
 def gla_parallel_naive(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     B = g.cumsum(-2).exp()  # right for short sequences; K / B overflows under a strong decay
     A = ((q * scale * B) @ (k / B).mT).masked_fill(~_causal(q.shape[-2]), 0.0)
     return A @ v
@@ -137,7 +137,7 @@ def gla_parallel_naive(q, k, v, g, scale=None):
 
 @wrong("gla_parallel", "exp before the mask")
 def gla_parallel_exp_then_mask(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     b = g.cumsum(-2)
     decay = (b.unsqueeze(-2) - b.unsqueeze(-3)).exp() * _causal(q.shape[-2]).unsqueeze(-1)  # inf * 0 above
     return torch.einsum("...ic,...jc,...ijc->...ij", q * scale, k, decay) @ v
@@ -147,7 +147,7 @@ def gla_parallel_exp_then_mask(q, k, v, g, scale=None):
 
 
 def _loop_with_state(q, k, v, g, scale, initial_state, output_final_state, use_initial=True, return_state=True):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])
     if use_initial and initial_state is not None:
         S = initial_state
@@ -171,7 +171,7 @@ def gla_recurrent_never_returns_state(q, k, v, g, scale=None, initial_state=None
 
 @wrong("gla_recurrent", "does not work token by token")
 def gla_recurrent_is_parallel(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     b = g.cumsum(-2)
     diff = (b.unsqueeze(-2) - b.unsqueeze(-3)).masked_fill(~_causal(q.shape[-2]).unsqueeze(-1), float("-inf"))
     o = torch.einsum("...ic,...jc,...ijc->...ij", q * scale, k, diff.exp()) @ v
@@ -187,7 +187,7 @@ def gla_recurrent_is_parallel(q, k, v, g, scale=None, initial_state=None, output
 
 @wrong("gla_recurrent", "read before it is updated")
 def gla_recurrent_reads_first(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if initial_state is None else initial_state
     out = []
     for t in range(q.shape[-2]):
@@ -199,7 +199,7 @@ def gla_recurrent_reads_first(q, k, v, g, scale=None, initial_state=None, output
 
 @wrong("gla_parallel", "q and k are swapped")
 def gla_parallel_k_q(q, k, v, g, scale=None):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     b = g.cumsum(-2)
     diff = (b.unsqueeze(-2) - b.unsqueeze(-3)).masked_fill(~_causal(q.shape[-2]).unsqueeze(-1), float("-inf"))
     return torch.einsum("...ic,...jc,...ijc->...ij", k * scale, q, diff.exp()) @ v

@@ -16,7 +16,7 @@ if not torch.cuda.is_available():
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from . import wrong  # noqa: E402
+from . import default_scale, wrong  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # the causal mask inside a chunk: right (j <= i), the upper triangle, the diagonal dropped, none at all
@@ -279,9 +279,6 @@ def _chunked(q, k, v, chunk_size, gate=0, g=None, gamma=None, scale=1.0, mask=MA
     return o.reshape(*lead, T, V).to(q.device)
 
 
-def _scale(q, scale):
-    return q.shape[-1] ** -0.5 if scale is None else scale
-
 
 @wrong("linear_attention_triton", "not carried across chunks")
 def linear_no_carry(q, k, v, chunk_size=16):
@@ -320,58 +317,58 @@ def linear_assumes_dk_equals_dv(q, k, v, chunk_size=16):
 
 @wrong("retention_triton", "decay exponent is off by one at the end of the chunk")
 def retention_last_off_by_one(q, k, v, gamma, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), last_short=True)
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=default_scale(q, scale), last_short=True)
 
 
 @wrong("retention_triton", "a load 1 element past the end of `log_gamma`")
 def retention_head_is_program(q, k, v, gamma, scale=None, chunk_size=16):
     """tl.load(log_gamma + n): right while B = 1, past the end of log_gamma for the second sequence of heads."""
-    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), head_n=True)
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=default_scale(q, scale), head_n=True)
 
 
 def retention_b_from_zero(q, k, v, gamma, scale=None, chunk_size=16):
     """b_i = i log(gamma) with b_last = L log(gamma): both off by one, which cancel: a right answer."""
-    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), b_from_zero=True)
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=default_scale(q, scale), b_from_zero=True)
 
 
 @wrong("retention_triton", "not decayed inside the chunk")
 def retention_undecayed_carry(q, k, v, gamma, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), decay_carry=False)
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=default_scale(q, scale), decay_carry=False)
 
 
 @wrong("retention_triton", "decay of head 0")
 def retention_first_head(q, k, v, gamma, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), head_zero=True)
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=default_scale(q, scale), head_zero=True)
 
 
 @wrong("retention_triton", "there is no decay")
 def retention_no_decay(q, k, v, gamma, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 0, scale=_scale(q, scale))
+    return _chunked(q, k, v, chunk_size, 0, scale=default_scale(q, scale))
 
 
 @wrong("retention_triton", "not carried across chunks")
 def retention_no_carry(q, k, v, gamma, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale), carry=False)
+    return _chunked(q, k, v, chunk_size, 1, gamma=gamma, scale=default_scale(q, scale), carry=False)
 
 
 @wrong("gla_triton", "gates are ignored")
 def gla_no_gates(q, k, v, g, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 0, scale=_scale(q, scale))
+    return _chunked(q, k, v, chunk_size, 0, scale=default_scale(q, scale))
 
 
 @wrong("gla_triton", "not decayed inside the chunk")
 def gla_undecayed_carry(q, k, v, g, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 2, g=g, scale=_scale(q, scale), decay_carry=False)
+    return _chunked(q, k, v, chunk_size, 2, g=g, scale=default_scale(q, scale), decay_carry=False)
 
 
 @wrong("gla_triton", "strong decay")
 def gla_split_exponent(q, k, v, g, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 2, g=g, scale=_scale(q, scale), split_exp=True)
+    return _chunked(q, k, v, chunk_size, 2, g=g, scale=default_scale(q, scale), split_exp=True)
 
 
 @wrong("gla_triton", "future tokens leak")
 def gla_upper(q, k, v, g, scale=None, chunk_size=16):
-    return _chunked(q, k, v, chunk_size, 2, g=g, scale=_scale(q, scale), mask=MASK_UPPER)
+    return _chunked(q, k, v, chunk_size, 2, g=g, scale=default_scale(q, scale), mask=MASK_UPPER)
 
 
 # ---------------------------------------------------------------- right answers, written differently
@@ -501,11 +498,11 @@ def _linear_alternative(q, k, v, chunk_size=16):
 
 
 def _retention_alternative(q, k, v, gamma, scale=None, chunk_size=16):
-    return _gated_alternative(q, k, v, chunk_size, 1, gamma=gamma, scale=_scale(q, scale))
+    return _gated_alternative(q, k, v, chunk_size, 1, gamma=gamma, scale=default_scale(q, scale))
 
 
 def _gla_alternative(q, k, v, g, scale=None, chunk_size=16):
-    return _gated_alternative(q, k, v, chunk_size, 2, g=g, scale=_scale(q, scale))
+    return _gated_alternative(q, k, v, chunk_size, 2, g=g, scale=default_scale(q, scale))
 
 
 CORRECT = {"row_sum_triton": _row_sum_alternative, "matmul_triton": _matmul_alternative,

@@ -4,8 +4,10 @@ import torch
 import linattn_ref as ref
 from linattn_ref import memory
 
-from ..cases import F32, F64, Case, Mistake, call, exercise, randn, strided
+from ..exercise import F32, F64, Case, Mistake, call, exercise, randn, strided
 from ..structure import calls_grow_like_log_length, calls_grow_with_steps
+
+NOTEBOOK = "05_recurrent_memory"
 
 
 def _avg_cases(gen):

@@ -1,7 +1,7 @@
 """Wrong answers to notebook 04: the state variables mu and nu and the recurrent form."""
 import torch
 
-from . import wrong
+from . import default_scale, wrong
 
 # ---------------------------------------------------------------- state_variables
 
@@ -90,7 +90,7 @@ def state_readout_keeps_row(qp_t, mu, nu=None, eps=0.0):
 
 
 def _prep(q, k, feature_map, scale):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     phi = feature_map or (lambda x: x)
     return phi(q) * scale, phi(k)
 

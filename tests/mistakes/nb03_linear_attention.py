@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from . import wrong
+from . import default_scale, wrong
 
 # ---------------------------------------------------------------- elu_plus_one
 
@@ -40,7 +40,7 @@ def elu_in_place(x):
 
 def _phis(q, k, feature_map, scale):
     phi = feature_map or (lambda x: x)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     return phi(q) * scale, phi(k)
 
 
@@ -151,7 +151,7 @@ def noncausal_without_eps(q, k, v, feature_map=None, normalize=True, scale=None,
 
 @wrong("linear_attention_noncausal", "'NoneType' object is not callable")
 def noncausal_feature_map_required(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     qp, kp = feature_map(q) * scale, feature_map(k)  # feature_map=None means no feature map
     out = qp @ (kp.mT @ v)
     return out / (qp @ kp.sum(-2, keepdim=True).mT + eps) if normalize else out
@@ -168,7 +168,7 @@ def linear_parallel_neg_inf(q, k, v, feature_map=None, normalize=True, scale=Non
 
 @wrong("linear_attention_parallel", "inside the feature map")
 def linear_parallel_phi_of_scaled_q(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = default_scale(q, scale)
     qp, kp = feature_map(q * scale), feature_map(k)
     A = (qp @ kp.mT).tril()
     out = A @ v

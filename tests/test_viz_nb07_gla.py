@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import linattn_ref as ref
-from linattn_ref.viz import nb07
+from linattn_ref.viz import nb07_gla as viz
 
 
 def test_gate_data_is_the_reference_gate_and_its_running_product():
-    data = nb07.gate_data(tau=8.0, bias=0.5, T=20, d_k=6)
-    x, w_down, w_up = nb07.random_gate_inputs(T=20, d_k=6)
+    data = viz.gate_data(tau=8.0, bias=0.5, T=20, d_k=6)
+    x, w_down, w_up = viz.random_gate_inputs(T=20, d_k=6)
     g = ref.gla_gates(x, w_down, w_up, torch.full((6,), 0.5), tau=8.0)
     torch.testing.assert_close(data["alpha"], g.exp())
     assert ((data["alpha"] > 0) & (data["alpha"] < 1)).all()
@@ -23,14 +23,14 @@ def test_gate_data_is_the_reference_gate_and_its_running_product():
 
 
 def test_a_higher_temperature_or_bias_opens_the_gates():
-    base = nb07.gate_data(tau=4.0, bias=0.0)["alpha"]
-    assert (nb07.gate_data(tau=16.0, bias=0.0)["alpha"] > base).all()
-    assert (nb07.gate_data(tau=4.0, bias=2.0)["alpha"] > base).all()
+    base = viz.gate_data(tau=4.0, bias=0.0)["alpha"]
+    assert (viz.gate_data(tau=16.0, bias=0.0)["alpha"] > base).all()
+    assert (viz.gate_data(tau=4.0, bias=2.0)["alpha"] > base).all()
 
 
 def test_plot_gates_shows_the_gates_and_the_clipped_decay():
-    data = nb07.gate_data(tau=1.0, bias=-2.0)
-    fig = nb07.plot_gates(data, decay_floor=-6.0)
+    data = viz.gate_data(tau=1.0, bias=-2.0)
+    fig = viz.plot_gates(data, decay_floor=-6.0)
     gate_img, decay_img = fig.axes[0].images[0], fig.axes[1].images[0]
     torch.testing.assert_close(torch.as_tensor(gate_img.get_array()), data["alpha"].T)
     torch.testing.assert_close(torch.as_tensor(decay_img.get_array()), data["log10_decay"].clamp(min=-6.0).T)
@@ -39,21 +39,21 @@ def test_plot_gates_shows_the_gates_and_the_clipped_decay():
 
 
 def test_gates_widget_redraws_from_its_sliders():
-    widget = nb07.gates_widget()
+    widget = viz.gates_widget()
     tau, bias = widget.children[:2]
-    torch.testing.assert_close(widget.result["alpha"], nb07.gate_data(tau=16.0, bias=0.0)["alpha"])
+    torch.testing.assert_close(widget.result["alpha"], viz.gate_data(tau=16.0, bias=0.0)["alpha"])
     before = widget.result["alpha"]
     tau.value = 2.0
     assert widget.result["tau"] == 2.0
     assert (widget.result["alpha"] < before).all()
     bias.value = 3.0
     assert widget.result["bias"] == 3.0
-    torch.testing.assert_close(widget.result["alpha"], nb07.gate_data(tau=2.0, bias=3.0)["alpha"])
+    torch.testing.assert_close(widget.result["alpha"], viz.gate_data(tau=2.0, bias=3.0)["alpha"])
     plt.close("all")
 
 
 def test_state_norms_grow_without_a_gate_and_stay_bounded_with_one():
-    data = nb07.state_norm_data(T=160, d=6, gamma=0.9, tau=8.0)
+    data = viz.state_norm_data(T=160, d=6, gamma=0.9, tau=8.0)
     plain, retnet, gla = data["norms"].values()
     assert len(plain) == len(data["t"]) == 160
     # step 1 starts from a zero state, so the gate does not matter yet
@@ -62,13 +62,13 @@ def test_state_norms_grow_without_a_gate_and_stay_bounded_with_one():
     for gated in (retnet, gla):
         assert gated[80:].max() < 2 * gated[40:80].max()  # a plateau, not growth
         assert gated[-1] < plain[-1] / 2
-    fig = nb07.plot_state_norms(data)
+    fig = viz.plot_state_norms(data)
     assert len(fig.axes[0].lines) == 3
     plt.close(fig)
 
 
 def test_state_norm_of_retnet_matches_the_retention_recurrence():
-    data = nb07.state_norm_data(T=30, d=4, gamma=0.8)
+    data = viz.state_norm_data(T=30, d=4, gamma=0.8)
     gen = torch.Generator().manual_seed(0)
     q, k = ref.elu_plus_one(torch.randn(2, 30, 4, generator=gen)).unbind(0)
     v = torch.randn(30, 4, generator=gen)
@@ -79,18 +79,18 @@ def test_state_norm_of_retnet_matches_the_retention_recurrence():
 
 def test_naive_parallel_form_breaks_where_one_over_b_overflows():
     tau = 1.0  # gate 0.5 per step: float32 breaks after about 128 steps, so the test stays small
-    data = nb07.naive_breakdown_data(T=200, d=4, tau=tau)
+    data = viz.naive_breakdown_data(T=200, d=4, tau=tau)
     assert data["predicted"] == ref.naive_breakdown_length(math.log(0.5) / tau) == 128
     first = data["first_broken"]
     assert first is not None and data["predicted"] - 16 <= first <= data["predicted"]
     assert torch.isinf(data["error"][first:]).all()
     assert data["error"][: first - 16].max() < 1e-3  # correct before the overflow
-    fig = nb07.plot_naive_breakdown(data)
+    fig = viz.plot_naive_breakdown(data)
     assert len(fig.axes[0].lines) == 2
     plt.close(fig)
 
 
 def test_naive_form_is_fine_for_short_sequences():
-    data = nb07.naive_breakdown_data(T=300, d=4, tau=16.0)
+    data = viz.naive_breakdown_data(T=300, d=4, tau=16.0)
     assert data["first_broken"] is None
     assert data["error"].max() < 1e-3

@@ -4,7 +4,9 @@ import torch
 import linattn_ref as ref
 from linattn_ref import masks, retnet
 
-from ..cases import F32, Case, Mistake, anti_causal, exercise, randn, scale_factors, scale_of, small_qkv, strided
+from ..exercise import F32, Case, Mistake, anti_causal, exercise, randn, scale_factors, scale_of, small_qkv, strided
+
+NOTEBOOK = "01_causal_masks"
 
 
 def _mask_cases(gen):

@@ -4,23 +4,23 @@ import pytest
 import torch
 
 import linattn_ref as ref
-from linattn_ref.viz import nb05
+from linattn_ref.viz import nb05_recurrent_memory as viz
 
 T, D, W = 10, 3, 4
 
 
 @pytest.fixture(scope="module")
 def states():
-    return nb05.memory_states(T=T, d=D, window=W, seed=1)
+    return viz.memory_states(T=T, d=D, window=W, seed=1)
 
 
 @pytest.fixture(scope="module")
 def qkv():
-    return nb05.random_sequence(T, D, seed=1)
+    return viz.random_sequence(T, D, seed=1)
 
 
 def test_sizes_follow_what_each_memory_stores(states):
-    sizes = nb05.memory_sizes(states)
+    sizes = viz.memory_sizes(states)
     tokens = range(1, T + 1)
     assert sizes["KV cache"] == [2 * D * t for t in tokens]  # one key and one value per token, forever
     assert sizes[f"window w={W}"] == [2 * D * min(t, W) for t in tokens]
@@ -34,14 +34,14 @@ def test_window_rows_are_the_last_pairs(states, qkv):
     memory, seq = states[f"window w={W}"]
     for t in (0, W - 1, T - 1):
         first = max(0, t + 1 - W)
-        assert torch.equal(nb05.memory_slots(memory, seq[t]), torch.cat([k[first:t + 1], v[first:t + 1]], dim=1))
+        assert torch.equal(viz.memory_slots(memory, seq[t]), torch.cat([k[first:t + 1], v[first:t + 1]], dim=1))
 
 
 def test_running_sum_slots_are_mu_and_nu(states, qkv):
     _, k, v = qkv
     memory, seq = states["running sum"]
     mu, nu = ref.state_variables(ref.elu_plus_one(k), v)
-    slots = nb05.memory_slots(memory, seq[5])
+    slots = viz.memory_slots(memory, seq[5])
     torch.testing.assert_close(slots[:, :D], mu[5])
     torch.testing.assert_close(slots[:, D], nu[5])
 
@@ -49,9 +49,9 @@ def test_running_sum_slots_are_mu_and_nu(states, qkv):
 def test_average_and_hybrid_summary_rows_are_means(states, qkv):
     _, k, v = qkv
     memory, seq = states["cumulative average"]
-    torch.testing.assert_close(nb05.memory_slots(memory, seq[6]), torch.cat([k[:7].mean(0), v[:7].mean(0)])[None])
+    torch.testing.assert_close(viz.memory_slots(memory, seq[6]), torch.cat([k[:7].mean(0), v[:7].mean(0)])[None])
     memory, seq = states[f"hybrid w={W}"]
-    slots = nb05.memory_slots(memory, seq[T - 1])
+    slots = viz.memory_slots(memory, seq[T - 1])
     evicted = T - W  # pairs 0 .. T-W-1 have left the window for the summary
     torch.testing.assert_close(slots[0], torch.cat([k[:evicted].mean(0), v[:evicted].mean(0)]))
     torch.testing.assert_close(slots[1:], torch.cat([k[evicted:], v[evicted:]], dim=1))
@@ -59,18 +59,18 @@ def test_average_and_hybrid_summary_rows_are_means(states, qkv):
 
 def test_unknown_memory_is_refused():
     with pytest.raises(TypeError, match="no picture"):
-        nb05.memory_slots(object(), None)
+        viz.memory_slots(object(), None)
 
 
 def test_plot_memories_draws_the_states_and_sizes():
-    fig = nb05.plot_memories(tokens=5, T=T, d=D, window=W, seed=1)
-    states = nb05.memory_states(T, D, W, seed=1)
+    fig = viz.plot_memories(tokens=5, T=T, d=D, window=W, seed=1)
+    states = viz.memory_states(T, D, W, seed=1)
     panels = fig.axes[:len(states)]
     for ax, (memory, seq) in zip(panels, states.values()):
-        assert torch.equal(torch.as_tensor(ax.images[0].get_array().data), nb05.memory_slots(memory, seq[4]))
+        assert torch.equal(torch.as_tensor(ax.images[0].get_array().data), viz.memory_slots(memory, seq[4]))
     size_ax = fig.axes[len(states)]
     curves = [line.get_ydata() for line in size_ax.lines if len(line.get_ydata()) == T]
-    assert [list(c) for c in curves] == list(nb05.memory_sizes(states).values())
+    assert [list(c) for c in curves] == list(viz.memory_sizes(states).values())
     marker = [line for line in size_ax.lines if list(line.get_xdata()) == [5, 5]]
     assert marker, "the position marker is missing"
     plt.close(fig)
@@ -79,11 +79,11 @@ def test_plot_memories_draws_the_states_and_sizes():
 @pytest.mark.parametrize("tokens", [0, T + 1, 2.5, True])
 def test_plot_memories_rejects_bad_positions(tokens):
     with pytest.raises(ValueError, match="tokens"):
-        nb05.plot_memories(tokens=tokens, T=T)
+        viz.plot_memories(tokens=tokens, T=T)
 
 
 def test_widget_redraws_when_sliders_move():
-    w = nb05.memories_widget(T=T, d=D)
+    w = viz.memories_widget(T=T, d=D)
     tokens, window = w.children[0], w.children[1]
     before = w.result
     rows_before = before.axes[0].images[0].get_array().shape[0]
@@ -97,9 +97,9 @@ def test_widget_redraws_when_sliders_move():
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 8, 9, 16, 33])
 def test_scan_links_cover_every_step_in_scan_rounds(length):
-    links = nb05.scan_links(length)
+    links = viz.scan_links(length)
     assert len(links) == ref.scan_rounds(length)
-    coverage = nb05.scan_coverage(length)
+    coverage = viz.scan_coverage(length)
     assert coverage[-1] == [0] * length  # every position ends up holding S_t itself
     if length > 1:
         assert coverage[-2] != [0] * length  # and no round is wasted
@@ -108,7 +108,7 @@ def test_scan_links_cover_every_step_in_scan_rounds(length):
 
 
 def test_plot_scan_draws_one_line_per_combination():
-    fig = nb05.plot_scan(8)
+    fig = viz.plot_scan(8)
     blue = [line for line in fig.axes[0].lines if line.get_color() == "tab:blue"]
-    assert len(blue) == sum(len(r) for r in nb05.scan_links(8))
+    assert len(blue) == sum(len(r) for r in viz.scan_links(8))
     plt.close(fig)

@@ -4,7 +4,7 @@ import torch
 import linattn_ref as ref
 from linattn_ref import chunk, gla, linear_attention, retnet
 
-from ..cases import (
+from ..exercise import (
     ATTN_SEQ,
     F32,
     F64,
@@ -16,7 +16,6 @@ from ..cases import (
     call,
     chunk_local,
     exercise,
-    gamma_like,
     log_gates,
     qkv,
     randn,
@@ -27,18 +26,26 @@ from ..cases import (
     undecayed_carry,
     with_gates,
 )
-from ..structure import Rule, no_square_matrix, seq_len
-from .nb03_linear import _la_mistakes, _la_state_hidden
-from .nb06_retnet import (
+from ..shared import (
+    EXP_BEFORE_MASK,
     SWAPPED,
-    _ret_factors,
-    _ret_mistakes,
-    _ret_state_hidden,
-    _retention_via_core,
+    exp_then_mask,
+    gla_as_core,
+    gla_mistakes,
+    gla_state_hidden,
+    linear_attention_mistakes,
+    linear_attention_state_hidden,
+    retention_as_core,
+    retention_factors,
+    retention_mistakes,
+    retention_state_hidden,
+    retention_via_core,
     state_mistakes,
     swapped_qk,
 )
-from .nb07_gla import EXP_BEFORE_MASK, _exp_then_mask, _gla_mistakes, _gla_state_hidden
+from ..structure import Rule, no_square_matrix, seq_len
+
+NOTEBOOK = "08_chunkwise"
 
 
 def _ics_cases(gen):
@@ -80,7 +87,7 @@ def _ics_mistakes():
 
     return (
         Mistake(SWAPPED, lambda c: call(ics, c, q=c.inputs["k"], k=c.inputs["q"])),
-        Mistake(EXP_BEFORE_MASK, lambda c: None if c.inputs["b"] is None else _exp_then_mask(**c.inputs)),
+        Mistake(EXP_BEFORE_MASK, lambda c: None if c.inputs["b"] is None else exp_then_mask(**c.inputs)),
         Mistake(FACTORED, lambda c: factored(c, True)),
         Mistake(FACTORED, lambda c: factored(c, False)),
         Mistake("upper triangle: keep the scores with j <= i (the lower triangle) and zero the rest",
@@ -105,7 +112,7 @@ def _exp_before_mask(gated_inputs, fn):
         if g is None or case.options.get("output_final_state"):
             return None
         T, C = q.shape[-2], case.options["chunk_size"]
-        broken = torch.cat([_exp_then_mask(q[..., s:e, :], k[..., s:e, :], g[..., s:e, :].cumsum(-2)).isnan().any(-1)
+        broken = torch.cat([exp_then_mask(q[..., s:e, :], k[..., s:e, :], g[..., s:e, :].cumsum(-2)).isnan().any(-1)
                             for s, e in chunk.chunk_boundaries(T, C)], dim=-1)
         if not broken.any():
             return None
@@ -212,24 +219,12 @@ def _gamma_not_log(case):
     """retention_chunk with gamma itself as the log-gate (exp(gamma) > 1 at every step)."""
     if not isinstance(case.inputs["gamma"], (float, torch.Tensor)):
         return None
-    return _retention_via_core(case, case.inputs["gamma"])
+    return retention_via_core(case, case.inputs["gamma"])
 
 
 def _as_core(case):
     i = case.inputs
     return i["q"], i["k"], i["v"], i.get("g"), case.options.get("scale", 1.0)
-
-
-def _retention_as_core(case):
-    q = case.inputs["q"]
-    log_gamma = gamma_like(case, q).log() if isinstance(case.inputs["gamma"], torch.Tensor) else \
-        torch.tensor(case.inputs["gamma"], dtype=q.dtype).log()
-    return q, case.inputs["k"], case.inputs["v"], log_gamma.expand(*q.shape[:-1], 1), scale_of(case)
-
-
-def _gla_as_core(case):
-    i = case.inputs
-    return i["q"], i["k"], i["v"], i["g"], scale_of(case)
 
 
 def _chunk_core_mistakes():
@@ -243,7 +238,7 @@ def _chunk_core_mistakes():
 
 def _chunk_la_hidden(gen):
     out = _chunk_hidden(linear_attention.linear_attention_chunk)(gen)
-    return out + [c for c in _la_state_hidden(linear_attention.linear_attention_chunk)(gen)
+    return out + [c for c in linear_attention_state_hidden(linear_attention.linear_attention_chunk)(gen)
                   if "initial_state" in c.options]
 
 
@@ -286,17 +281,17 @@ EXERCISES = [
     exercise(linear_attention.linear_attention_chunk, _chunk_visible(linear_attention.linear_attention_chunk),
              _chunk_la_hidden, points=3, causal=True, seq_inputs=ATTN_SEQ, factors=scale_factors,
              mistakes=_chunk_mistakes(linear_attention.linear_attention_chunk, ATTN_SEQ) + _la_chunk_mistakes()
-             + _la_mistakes(linear_attention.linear_attention_chunk), answers=LINEAR_FORMS,
+             + linear_attention_mistakes(linear_attention.linear_attention_chunk), answers=LINEAR_FORMS,
              structure=_no_full_matrix()),
     exercise(retnet.retention_chunk, _chunk_visible(retnet.retention_chunk),
-             _chunk_state_hidden(retnet.retention_chunk, _ret_state_hidden), points=3, causal=True,
-             seq_inputs=ATTN_SEQ, factors=_ret_factors,
-             mistakes=_chunk_mistakes(retnet.retention_chunk, ATTN_SEQ, _retention_as_core)
+             _chunk_state_hidden(retnet.retention_chunk, retention_state_hidden), points=3, causal=True,
+             seq_inputs=ATTN_SEQ, factors=retention_factors,
+             mistakes=_chunk_mistakes(retnet.retention_chunk, ATTN_SEQ, retention_as_core)
              + (Mistake("the log-gate of retention is log(gamma) at every step; gamma itself was used, so every step"
                         " multiplies by exp(gamma) > 1 instead of gamma < 1", _gamma_not_log),)
-             + _ret_mistakes(retnet.retention_chunk), answers=LINEAR_FORMS, structure=_no_full_matrix()),
-    exercise(gla.gla_chunk, _chunk_visible(gla.gla_chunk), _chunk_state_hidden(gla.gla_chunk, _gla_state_hidden),
+             + retention_mistakes(retnet.retention_chunk), answers=LINEAR_FORMS, structure=_no_full_matrix()),
+    exercise(gla.gla_chunk, _chunk_visible(gla.gla_chunk), _chunk_state_hidden(gla.gla_chunk, gla_state_hidden),
              points=3, causal=True, seq_inputs=GLA_SEQ, factors=scale_factors,
-             mistakes=_chunk_mistakes(gla.gla_chunk, GLA_SEQ, _gla_as_core) + _gla_mistakes(gla.gla_chunk),
+             mistakes=_chunk_mistakes(gla.gla_chunk, GLA_SEQ, gla_as_core) + gla_mistakes(gla.gla_chunk),
              answers=LINEAR_FORMS, structure=_no_full_matrix()),
 ]

@@ -3,7 +3,7 @@ import sys
 
 import torch
 
-from . import wrong
+from . import default_scale, wrong
 
 # ---------------------------------------------------------------- causal_mask
 
@@ -117,21 +117,18 @@ def num_visible_keys_future(T, i):
 # ---------------------------------------------------------------- masked_scores
 
 
-def _scale(q, scale):
-    return q.shape[-1] ** -0.5 if scale is None else scale
-
 
 @wrong("masked_scores", "upper triangle")
 def masked_scores_upper(q, k, scale=None):
     T = q.shape[-2]
-    scores = q @ k.transpose(-1, -2) * _scale(q, scale)
+    scores = q @ k.transpose(-1, -2) * default_scale(q, scale)
     return scores.masked_fill(torch.ones(T, T, dtype=torch.bool).tril(-1), float("-inf"))
 
 
 @wrong("masked_scores", "masked with 0 instead of -inf")
 def masked_scores_zero(q, k, scale=None):
     T = q.shape[-2]
-    return q @ k.transpose(-1, -2) * _scale(q, scale) * torch.ones(T, T, dtype=q.dtype).tril()
+    return q @ k.transpose(-1, -2) * default_scale(q, scale) * torch.ones(T, T, dtype=q.dtype).tril()
 
 
 @wrong("masked_scores", "missing the scale")
@@ -143,32 +140,32 @@ def masked_scores_unscaled(q, k, scale=None):
 @wrong("masked_scores", "off-by-one")
 def masked_scores_strict(q, k, scale=None):
     T = q.shape[-2]
-    scores = q @ k.transpose(-1, -2) * _scale(q, scale)
+    scores = q @ k.transpose(-1, -2) * default_scale(q, scale)
     return scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(0), float("-inf"))
 
 
 @wrong("masked_scores", "swapped")
 def masked_scores_kq(q, k, scale=None):
     T = q.shape[-2]
-    scores = k @ q.transpose(-1, -2) * _scale(q, scale)
+    scores = k @ q.transpose(-1, -2) * default_scale(q, scale)
     return scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
 
 
 @wrong("masked_scores", "Your function printed")
 def masked_scores_noisy(q, k, scale=None):
     print("scores shape", tuple(q.shape), file=sys.stderr)  # printing to stderr, and no mask at all
-    return q @ k.transpose(-1, -2) * _scale(q, scale)
+    return q @ k.transpose(-1, -2) * default_scale(q, scale)
 
 
 @wrong("masked_scores", "transpose the last two axes with .mT")
 def masked_scores_dot_T(q, k, scale=None):
     T = q.shape[-2]
-    scores = q @ k.T * _scale(q, scale)  # right for [T, d]; .T reverses every axis of [B, H, T, d]
+    scores = q @ k.T * default_scale(q, scale)  # right for [T, d]; .T reverses every axis of [B, H, T, d]
     return scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
 
 
 @wrong("masked_scores", "instead of -inf. In softmax attention either is accepted")
 def masked_scores_large_negative(q, k, scale=None):
     T = q.shape[-2]
-    scores = q @ k.transpose(-1, -2) * _scale(q, scale)
+    scores = q @ k.transpose(-1, -2) * default_scale(q, scale)
     return scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), -1e9)

@@ -13,7 +13,7 @@ import torch
 
 from linattn_ref import chunk, gla, linear_attention, retnet
 
-from ..cases import (
+from ..exercise import (
     ATTN_SEQ,
     F32,
     GLA_SEQ,
@@ -31,8 +31,9 @@ from ..cases import (
     strided,
     undecayed_carry,
 )
-from .nb06_retnet import _ret_factors
-from .nb08_chunk import _gla_as_core, _retention_as_core
+from ..shared import gla_as_core, retention_as_core, retention_factors
+
+NOTEBOOK = "09_triton"
 
 F64 = torch.float64
 BLOCK_K = 16  # the reduction tile of the notebook's matmul launcher
@@ -325,7 +326,7 @@ def _ret_mistakes():
         def make(c):
             o = fn(**c.inputs, **c.options)
             gamma = c.inputs["gamma"]
-            gamma = gamma.to(o.dtype).view(-1, 1, 1) if isinstance(gamma, torch.Tensor) else gamma
+            gamma = retnet.per_head(gamma, o.dtype)
             return o * gamma ** power
         return make
 
@@ -338,7 +339,7 @@ def _ret_mistakes():
     return (
         _chunk_local(fn, ATTN_SEQ),
         Mistake("the carried state is not decayed inside the chunk: position i reads S through q_i gamma^(i+1),"
-                " the decay from the chunk's start to i", undecayed_carry(_retention_as_core)),
+                " the decay from the chunk's start to i", undecayed_carry(retention_as_core)),
         Mistake("there is no decay: the scores inside a chunk decay by gamma^(i-j) and the state by gamma per step",
                 lambda c: call(fn, c, gamma=1.0)),
         Mistake("every head uses the decay of head 0: program n works on head n % H: tl.load(log_gamma + n % H)",
@@ -358,7 +359,7 @@ def _gla_mistakes():
     return (
         _chunk_local(fn, GLA_SEQ),
         Mistake("the carried state is not decayed inside the chunk: position i reads S through q_i * exp(b_i),"
-                " the decay from the chunk's start to i", undecayed_carry(_gla_as_core)),
+                " the decay from the chunk's start to i", undecayed_carry(gla_as_core)),
         Mistake("the gates are ignored: the state must decay by exp(g_t) at every step",
                 lambda c: call(fn, c, g=torch.zeros_like(c.inputs["g"]))),
         Mistake("the log-gates are used as gates: g = log(alpha) <= 0, so the decay is exp(g), not g itself"
@@ -390,7 +391,7 @@ EXERCISES = [
              mistakes=_state_mistakes() + _mask_mistakes(carry=True), answers=TRITON_ANSWERS),
     exercise(retention_triton, lambda gen: _attn_cases(gen, _with_gamma, _ret_options),
              lambda gen: _attn_hidden(gen, _with_gamma, _ret_options), points=3, causal=True, seq_inputs=ATTN_SEQ,
-             factors=_ret_factors, mistakes=_ret_mistakes(), answers=TRITON_ANSWERS),
+             factors=retention_factors, mistakes=_ret_mistakes(), answers=TRITON_ANSWERS),
     exercise(gla_triton, _gla_cases, _gla_hidden, points=3, causal=True,
              seq_inputs=GLA_SEQ, factors=scale_factors, mistakes=_gla_mistakes(), answers=TRITON_ANSWERS),
 ]

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import linattn_ref as ref
-from linattn_ref.viz import nb06
+from linattn_ref.viz import nb06_retnet as viz
 
 
 def test_impulse_response_is_the_decay_masks_first_column():
     gammas = torch.tensor([0.5, 0.9, 1.0], dtype=torch.float64)
-    weights = nb06.impulse_response(gammas, 12)
+    weights = viz.impulse_response(gammas, 12)
     assert weights.shape == (3, 12)
     torch.testing.assert_close(weights, ref.decay_mask(12, gammas)[:, :, 0])
     assert weights[0, 3].item() == pytest.approx(0.125)
@@ -20,11 +20,11 @@ def test_impulse_response_is_the_decay_masks_first_column():
 @pytest.mark.parametrize("bad", [[0.0], [1.5], [-0.2], []])
 def test_impulse_response_rejects_bad_decays(bad):
     with pytest.raises(ValueError, match="decays"):
-        nb06.impulse_response(bad, 4)
+        viz.impulse_response(bad, 4)
 
 
 def test_horizon_marks_of_the_multiscale_heads():
-    marks = nb06.horizon_marks(torch.cat([ref.multiscale_gammas(4), torch.ones(1, dtype=torch.float64)]))
+    marks = viz.horizon_marks(torch.cat([ref.multiscale_gammas(4), torch.ones(1, dtype=torch.float64)]))
     assert len(marks) == 4  # gamma = 1 never forgets: no horizon to mark
     for h, (horizon, weight) in enumerate(marks):
         assert horizon == pytest.approx(2 ** (5 + h))
@@ -32,7 +32,7 @@ def test_horizon_marks_of_the_multiscale_heads():
 
 
 def test_state_grows_without_decay_and_levels_off_with_it():
-    norms = nb06.state_norms(T=400, gammas=(1.0, 0.9), d=4)
+    norms = viz.state_norms(T=400, gammas=(1.0, 0.9), d=4)
     linear, decayed = norms[1.0], norms[0.9]
     assert linear[-1] > 2 * linear[199]  # keeps growing
     assert linear[-1] > 10 * decayed[-1]
@@ -41,15 +41,15 @@ def test_state_grows_without_decay_and_levels_off_with_it():
 
 
 def test_plot_state_norms_draws_the_norms():
-    fig = nb06.plot_state_norms(T=50, gammas=(1.0, 0.8), d=4)
-    norms = nb06.state_norms(T=50, gammas=(1.0, 0.8), d=4)
+    fig = viz.plot_state_norms(T=50, gammas=(1.0, 0.8), d=4)
+    norms = viz.state_norms(T=50, gammas=(1.0, 0.8), d=4)
     for line, expected in zip(fig.axes[0].lines, norms.values()):
         torch.testing.assert_close(torch.as_tensor(line.get_ydata()), expected)
     plt.close(fig)
 
 
 def test_plot_decay_draws_the_mask_and_one_curve_per_head():
-    fig = nb06.plot_decay(gamma=0.8, n_heads=3, T=6)
+    fig = viz.plot_decay(gamma=0.8, n_heads=3, T=6)
     mask_ax, curve_ax = fig.axes[0], fig.axes[1]
     torch.testing.assert_close(torch.as_tensor(mask_ax.images[0].get_array().data), ref.decay_mask(6, 0.8))
     curves = [line for line in curve_ax.lines if len(line.get_xdata()) > 1]
@@ -58,12 +58,12 @@ def test_plot_decay_draws_the_mask_and_one_curve_per_head():
         distance = torch.as_tensor(curve.get_xdata(), dtype=torch.float64)
         torch.testing.assert_close(torch.as_tensor(curve.get_ydata()), gamma ** distance)
     dots = [line for line in curve_ax.lines if len(line.get_xdata()) == 1]
-    assert [(d.get_xdata()[0], d.get_ydata()[0]) for d in dots] == nb06.horizon_marks([0.8])  # at 5 tokens
+    assert [(d.get_xdata()[0], d.get_ydata()[0]) for d in dots] == viz.horizon_marks([0.8])  # at 5 tokens
     plt.close(fig)
 
 
 def test_no_horizon_dot_without_decay():
-    fig = nb06.plot_decay(gamma=1.0, n_heads=2, T=4)
+    fig = viz.plot_decay(gamma=1.0, n_heads=2, T=4)
     assert all(len(line.get_xdata()) > 1 for line in fig.axes[1].lines)
     plt.close(fig)
 
@@ -71,11 +71,11 @@ def test_no_horizon_dot_without_decay():
 @pytest.mark.parametrize("gamma", [0.0, 1.01, -0.5])
 def test_plot_decay_rejects_bad_gamma(gamma):
     with pytest.raises(ValueError, match="gamma"):
-        nb06.plot_decay(gamma=gamma)
+        viz.plot_decay(gamma=gamma)
 
 
 def test_widget_redraws_when_sliders_move():
-    w = nb06.decay_widget(T=6)
+    w = viz.decay_widget(T=6)
     gamma, heads = w.children[0], w.children[1]
     before = torch.as_tensor(w.result.axes[0].images[0].get_array().data).clone()
     gamma.value = 0.6

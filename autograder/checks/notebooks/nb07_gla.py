@@ -3,7 +3,7 @@ import torch
 
 from linattn_ref import gla
 
-from ..cases import (
+from ..exercise import (
     F32,
     F64,
     GLA_SEQ,
@@ -12,8 +12,6 @@ from ..cases import (
     Mistake,
     call,
     exercise,
-    gate_on_values,
-    gates_as_alpha,
     qkv,
     randn,
     scale_factors,
@@ -22,8 +20,19 @@ from ..cases import (
     strided,
     with_gates,
 )
+from ..shared import (
+    EXP_BEFORE_MASK,
+    READ_BEFORE,
+    exp_then_mask,
+    gla_hidden,
+    gla_mistakes,
+    gla_state_hidden,
+    read_before_update,
+    state_mistakes,
+)
 from ..structure import calls_grow_with_length
-from .nb06_retnet import READ_BEFORE, read_before_update, state_mistakes, swapped_qk
+
+NOTEBOOK = "07_gla"
 
 
 def _gates_cases(gen):
@@ -90,59 +99,17 @@ def _gla_parallel_cases(gen):
     return _gla_cases(gen) + [Case(_strong_gates(gen), note="strong gates in float32")]
 
 
-def _gla_hidden(gen):
-    return [Case(with_gates(gen, qkv(gen, (), 1, 4, 3))),
-            Case(with_gates(gen, qkv(gen, (2, 3), 7, 4, 5)), {"scale": 0.3}),
-            Case({k: strided(x) for k, x in with_gates(gen, qkv(gen, (2,), 6, 3, 4, dtype=F32)).items()}),
-            Case({**qkv(gen, (), 40, 4, 4, dtype=F32), "g": torch.full((40, 4), -3.0)}, note="strong decay")]
-
-
-def _gla_state_hidden(fn):
-    def cases(gen):
-        out = _gla_hidden(gen)
-        options = {"initial_state": randn(gen, 2, 3, 4), "output_final_state": True}
-        if fn is gla.gla_chunk:
-            options["chunk_size"] = 3
-        out.append(Case(with_gates(gen, qkv(gen, (2,), 7, 3, 4)), options))
-        return out
-    return cases
-
-
-def _gla_mistakes(fn):
-    return (
-        swapped_qk(fn),
-        Mistake("the log-gates are used as gates: g = log(alpha) <= 0, so the decay is exp(g), not g itself"
-                " (stay in log space: exp(b_i - b_j))", gates_as_alpha),
-        Mistake("the gates are ignored: each step must decay the old state by alpha_t = exp(g_t)",
-                lambda c: call(fn, c, g=torch.zeros_like(c.inputs["g"]))),
-        Mistake("the gate exponent is off by one: the gate decays the old state before k_t^T v_t is added, so the"
-                " newest token is not decayed", lambda c: call(fn, c, k=c.inputs["k"] * c.inputs["g"].exp())),
-        Mistake("the gate is applied along d_v; alpha_t has one entry per key dimension (the rows of S, d_k)",
-                gate_on_values),
-    )
-
-
 NAIVE = ("the naive form divides by the cumulative gates, K / B with B = exp(cumsum g): under strong gates 1 / B"
          " overflows float32 (cumsum g below -88.7) and inf * 0 gives NaN. Work in log space: exp(b_i - b_j) with"
          " j <= i, never above 1")
-EXP_BEFORE_MASK = ("exp before the mask: above the diagonal (j > i) b_i - b_j > 0 and exp overflows to inf under"
-                   " strong gates; a 0/1 mask multiplied in afterwards gives inf * 0 = NaN. Set those exponents to"
-                   " -inf before exp (masked_fill), so that exp gives 0")
-
-
-def _exp_then_mask(q, k, b):
-    """A_ij = sum_c q_ic k_jc exp(b_ic - b_jc) * [j <= i]: the mask multiplied in after exp."""
-    C = q.shape[-2]
-    decay = (b.unsqueeze(-2) - b.unsqueeze(-3)).exp() * torch.ones(C, C, dtype=q.dtype).tril().unsqueeze(-1)
-    return torch.einsum("...ic,...jc,...ijc->...ij", q, k, decay)
 
 
 def _parallel_mistakes():
-    def exp_then_mask(c):
+    def exp_first(c):
         q, k, v, g = (c.inputs[n] for n in "qkvg")
-        return _exp_then_mask(q * scale_of(c), k, g.cumsum(-2)) @ v
+        return exp_then_mask(q * scale_of(c), k, g.cumsum(-2)) @ v
     return (Mistake(NAIVE, lambda c: gla.gla_parallel_naive(**c.inputs, **c.options)),
-            Mistake(EXP_BEFORE_MASK, exp_then_mask))
+            Mistake(EXP_BEFORE_MASK, exp_first))
 
 
 def _tau_factors(case):
@@ -152,13 +119,13 @@ def _tau_factors(case):
 EXERCISES = [
     exercise(gla.gla_gates, _gates_cases, _gates_hidden, points=2, factors=_tau_factors, mistakes=_gates_mistakes(),
              answers=(gla.gla_gates,), time_word="token"),
-    exercise(gla.gla_recurrent, _gla_state_cases, _gla_state_hidden(gla.gla_recurrent), points=3, causal=True,
+    exercise(gla.gla_recurrent, _gla_state_cases, gla_state_hidden(gla.gla_recurrent), points=3, causal=True,
              seq_inputs=GLA_SEQ, factors=scale_factors,
-             mistakes=state_mistakes(gla.gla_recurrent) + _gla_mistakes(gla.gla_recurrent)
+             mistakes=state_mistakes(gla.gla_recurrent) + gla_mistakes(gla.gla_recurrent)
              + (Mistake(READ_BEFORE, read_before_update(gla.gla_recurrent)),), answers=LINEAR_FORMS,
              structure=(calls_grow_with_length("update the state once per token, S_t = Diag(exp(g_t)) S_{t-1} +"
                                                " k_t^T v_t, and read o_t = scale * q_t S_t", names=tuple("qkvg")),)),
-    exercise(gla.gla_parallel, _gla_parallel_cases, _gla_hidden, points=3, causal=True, seq_inputs=GLA_SEQ,
-             factors=scale_factors, mistakes=_parallel_mistakes() + _gla_mistakes(gla.gla_parallel),
+    exercise(gla.gla_parallel, _gla_parallel_cases, gla_hidden, points=3, causal=True, seq_inputs=GLA_SEQ,
+             factors=scale_factors, mistakes=_parallel_mistakes() + gla_mistakes(gla.gla_parallel),
              answers=LINEAR_FORMS),
 ]

@@ -1,7 +1,9 @@
 """Wrong answers to notebook 08: the chunkwise parallel form."""
 import torch
 
-from . import wrong
+from linattn_ref.retnet import per_head
+
+from . import default_scale, wrong
 
 # ---------------------------------------------------------------- intra_chunk_scores
 
@@ -104,9 +106,6 @@ def _chunked(q, k, v, g, scale, C, carry=True, decay_state=True, initial_state=N
     return (o, S) if output_final_state else o
 
 
-def _scale(q, scale):
-    return q.shape[-1] ** -0.5 if scale is None else scale
-
 
 @wrong("chunk_gated_linear_attention", "not carried across chunks")
 def core_chunk_local(q, k, v, g=None, scale=1.0, chunk_size=64):
@@ -131,45 +130,45 @@ def core_scale_twice(q, k, v, g=None, scale=1.0, chunk_size=64):
 @wrong("linear_attention_chunk", "not carried across chunks")
 def linear_chunk_local(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
     qp, kp = feature_map(q), feature_map(k)
-    num = _chunked(qp, kp, v, None, _scale(q, scale), chunk_size, carry=False)
+    num = _chunked(qp, kp, v, None, default_scale(q, scale), chunk_size, carry=False)
     if not normalize:
         return num
-    den = _chunked(qp, kp, torch.ones_like(v[..., :1]), None, _scale(q, scale), chunk_size, carry=False)
+    den = _chunked(qp, kp, torch.ones_like(v[..., :1]), None, default_scale(q, scale), chunk_size, carry=False)
     return num / den
 
 
 @wrong("linear_attention_chunk", "not normalized")
 def linear_chunk_no_denominator(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
-    return _chunked(feature_map(q), feature_map(k), v, None, _scale(q, scale), chunk_size)
+    return _chunked(feature_map(q), feature_map(k), v, None, default_scale(q, scale), chunk_size)
 
 
 @wrong("linear_attention_chunk", "feature map is not applied")
 def linear_chunk_raw(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64):
-    num = _chunked(q, k, v, None, _scale(q, scale), chunk_size)
+    num = _chunked(q, k, v, None, default_scale(q, scale), chunk_size)
     if not normalize:
         return num
-    return num / _chunked(q, k, torch.ones_like(v[..., :1]), None, _scale(q, scale), chunk_size)
+    return num / _chunked(q, k, torch.ones_like(v[..., :1]), None, default_scale(q, scale), chunk_size)
 
 
 def _log_gamma(q, gamma):
     g = torch.as_tensor(gamma, dtype=q.dtype).log()
-    g = g.view(-1, 1, 1) if g.ndim == 1 else g
+    g = per_head(g)
     return g.expand(*q.shape[:-1], 1)
 
 
 @wrong("retention_chunk", "not carried across chunks")
 def retention_chunk_local(q, k, v, gamma, scale=None, chunk_size=64):
-    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), chunk_size, carry=False)
+    return _chunked(q, k, v, _log_gamma(q, gamma), default_scale(q, scale), chunk_size, carry=False)
 
 
 @wrong("retention_chunk", "no decay")
 def retention_chunk_no_decay(q, k, v, gamma, scale=None, chunk_size=64):
-    return _chunked(q, k, v, None, _scale(q, scale), chunk_size)
+    return _chunked(q, k, v, None, default_scale(q, scale), chunk_size)
 
 
 @wrong("retention_chunk", "carried state is not decayed")
 def retention_chunk_state_not_decayed(q, k, v, gamma, scale=None, chunk_size=64):
-    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), chunk_size, decay_state=False)
+    return _chunked(q, k, v, _log_gamma(q, gamma), default_scale(q, scale), chunk_size, decay_state=False)
 
 
 @wrong("retention_chunk", "calls linattn_ref")
@@ -180,17 +179,17 @@ def retention_chunk_via_gla(q, k, v, gamma, scale=None, chunk_size=64):
 
 @wrong("gla_chunk", "not carried across chunks")
 def gla_chunk_local(q, k, v, g, scale=None, chunk_size=64):
-    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, carry=False)
+    return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, carry=False)
 
 
 @wrong("gla_chunk", "gates are ignored")
 def gla_chunk_no_gates(q, k, v, g, scale=None, chunk_size=64):
-    return _chunked(q, k, v, None, _scale(q, scale), chunk_size)
+    return _chunked(q, k, v, None, default_scale(q, scale), chunk_size)
 
 
 @wrong("gla_chunk", "carried state is not decayed")
 def gla_chunk_state_not_decayed(q, k, v, g, scale=None, chunk_size=64):
-    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, decay_state=False)
+    return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, decay_state=False)
 
 
 @wrong("gla_chunk", "wrong shape")
@@ -198,7 +197,7 @@ def gla_chunk_drops_tail(q, k, v, g, scale=None, chunk_size=64):
     T = q.shape[-2] // chunk_size * chunk_size  # forgets the last, shorter chunk
     if T == 0:
         T = q.shape[-2]
-    return _chunked(q[..., :T, :], k[..., :T, :], v[..., :T, :], g[..., :T, :], _scale(q, scale), chunk_size)
+    return _chunked(q[..., :T, :], k[..., :T, :], v[..., :T, :], g[..., :T, :], default_scale(q, scale), chunk_size)
 
 
 # ---------------------------------------------------------------- the saved state, strong gates, eps, per-head gamma
@@ -219,12 +218,12 @@ def core_ignores_initial_state(q, k, v, g=None, scale=1.0, chunk_size=64, initia
 @wrong("gla_chunk", "asks for the pair (o, S_T)")
 def gla_chunk_never_returns_state(q, k, v, g, scale=None, chunk_size=64, initial_state=None,
                                   output_final_state=False):
-    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state)
+    return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, initial_state=initial_state)
 
 
 @wrong("gla_chunk", "exp before the mask")
 def gla_chunk_exp_then_mask(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_final_state=False):
-    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+    return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, initial_state=initial_state,
                     output_final_state=output_final_state, scores=scores_exp_then_mask)
 
 
@@ -232,7 +231,7 @@ def gla_chunk_exp_then_mask(q, k, v, g, scale=None, chunk_size=64, initial_state
 def retention_chunk_one_gamma_only(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
                                    output_final_state=False):
     g = torch.as_tensor(gamma, dtype=q.dtype).log() * torch.ones_like(q[..., :1])  # [H] lands on the last axis
-    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+    return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, initial_state=initial_state,
                     output_final_state=output_final_state)
 
 
@@ -240,21 +239,21 @@ def retention_chunk_one_gamma_only(q, k, v, gamma, scale=None, chunk_size=64, in
 def retention_chunk_gamma_as_log_gate(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
                                       output_final_state=False):
     g = torch.as_tensor(gamma, dtype=q.dtype)
-    g = (g.view(-1, 1, 1) if g.ndim else g) * torch.ones_like(q[..., :1])  # gamma, not log(gamma)
-    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+    g = per_head(g) * torch.ones_like(q[..., :1])  # gamma, not log(gamma)
+    return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, initial_state=initial_state,
                     output_final_state=output_final_state)
 
 
 @wrong("retention_chunk", "initial_state is ignored")
 def retention_chunk_ignores_initial_state(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
                                           output_final_state=False):
-    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), chunk_size,
+    return _chunked(q, k, v, _log_gamma(q, gamma), default_scale(q, scale), chunk_size,
                     output_final_state=output_final_state)
 
 
 def _linear_chunk(q, k, v, feature_map, normalize, scale, eps, chunk_size, initial_state, output_final_state,
                   use_eps=True, use_initial=True):
-    scale = _scale(q, scale)
+    scale = default_scale(q, scale)
     if feature_map is not None:
         q, k = feature_map(q), feature_map(k)
     d_v = v.shape[-1]
@@ -297,9 +296,9 @@ def gla_chunk_is_the_parallel_form(q, k, v, g, scale=None, chunk_size=64, initia
     T = q.shape[-2]
     b = g.cumsum(-2)
     diff = _decay(b).masked_fill(~_lower(T).unsqueeze(-1), float("-inf"))
-    o = torch.einsum("...ic,...jc,...ijc->...ij", q * _scale(q, scale), k, diff.exp()) @ v
+    o = torch.einsum("...ic,...jc,...ijc->...ij", q * default_scale(q, scale), k, diff.exp()) @ v
     if initial_state is not None:
-        o = o + (q * _scale(q, scale) * b.exp()) @ initial_state
+        o = o + (q * default_scale(q, scale) * b.exp()) @ initial_state
     if not output_final_state:
         return o
     S = (k * (b[..., -1:, :] - b).exp()).mT @ v
@@ -310,7 +309,7 @@ def gla_chunk_is_the_parallel_form(q, k, v, g, scale=None, chunk_size=64, initia
 def retention_chunk_one_block(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
                               output_final_state=False):
     """Right values from a single chunk of length T, whatever chunk_size says."""
-    return _chunked(q, k, v, _log_gamma(q, gamma), _scale(q, scale), q.shape[-2], initial_state=initial_state,
+    return _chunked(q, k, v, _log_gamma(q, gamma), default_scale(q, scale), q.shape[-2], initial_state=initial_state,
                     output_final_state=output_final_state)
 
 
@@ -326,7 +325,7 @@ def scores_k_q_transposed(q, k, b=None):
 @wrong("linear_attention_chunk", "scale goes after the feature map")
 def linear_chunk_maps_scaled_queries(q, k, v, feature_map=None, normalize=True, scale=None, eps=0.0, chunk_size=64,
                                      initial_state=None, output_final_state=False):
-    q = q * _scale(q, scale)  # phi(q * scale) instead of phi(q) * scale
+    q = q * default_scale(q, scale)  # phi(q * scale) instead of phi(q) * scale
     return _linear_chunk(q, k, v, feature_map, normalize, 1.0, eps, chunk_size, initial_state, output_final_state)
 
 
@@ -334,6 +333,6 @@ def linear_chunk_maps_scaled_queries(q, k, v, feature_map=None, normalize=True, 
 def retention_chunk_float32_log_gamma(q, k, v, gamma, scale=None, chunk_size=64, initial_state=None,
                                       output_final_state=False):
     g = torch.as_tensor(gamma).log()  # float32 for a Python float, then promoted: log(0.8) off by 1e-8
-    g = (g.view(-1, 1, 1) if g.ndim else g) * torch.ones_like(q[..., :1])
-    return _chunked(q, k, v, g, _scale(q, scale), chunk_size, initial_state=initial_state,
+    g = per_head(g) * torch.ones_like(q[..., :1])
+    return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, initial_state=initial_state,
                     output_final_state=output_final_state)

@@ -4,7 +4,7 @@ import torch
 import linattn_ref as ref
 from linattn_ref import linear_attention, memory
 
-from ..cases import (
+from ..exercise import (
     ATTN_SEQ,
     F32,
     F64,
@@ -18,8 +18,14 @@ from ..cases import (
     scale_factors,
     strided,
 )
+from ..shared import (
+    linear_attention_cases,
+    linear_attention_mistakes,
+    linear_attention_state_hidden,
+)
 from ..structure import calls_grow_with_length
-from .nb03_linear import _la_cases, _la_mistakes, _la_state_hidden
+
+NOTEBOOK = "04_state_variables"
 
 
 def _sv_cases(gen):
@@ -127,7 +133,7 @@ def _sr_mistakes():
 
 def _recurrent_cases(gen):
     """The shared cases of the linear attention forms, and a saved state passed in and returned (both forms)."""
-    out = _la_cases(gen)
+    out = linear_attention_cases(gen)
     for normalize in (True, False):
         mu, nu = (s[..., -1, :, :] if s.ndim == 4 else s[..., -1, :]
                   for s in ref.state_variables(ref.elu_plus_one(randn(gen, 2, 3, 3)), randn(gen, 2, 3, 4)))
@@ -180,8 +186,8 @@ EXERCISES = [
              answers=(linear_attention.state_readout, memory.RunningSum.read)),
     # the recurrent form may build on state_update / state_readout, the learner's or the reference's
     exercise(linear_attention.linear_attention_recurrent, _recurrent_cases,
-             _la_state_hidden(linear_attention.linear_attention_recurrent), points=3, causal=True, seq_inputs=ATTN_SEQ,
-             factors=scale_factors, answers=LINEAR_FORMS, structure=(TOKEN_BY_TOKEN,),
+             linear_attention_state_hidden(linear_attention.linear_attention_recurrent), points=3, causal=True,
+             seq_inputs=ATTN_SEQ, factors=scale_factors, answers=LINEAR_FORMS, structure=(TOKEN_BY_TOKEN,),
              mistakes=_state_mistakes(linear_attention.linear_attention_recurrent)
-             + _la_mistakes(linear_attention.linear_attention_recurrent)),
+             + linear_attention_mistakes(linear_attention.linear_attention_recurrent)),
 ]

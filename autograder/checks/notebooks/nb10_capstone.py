@@ -6,8 +6,10 @@ from linattn_ref.feature_maps import identity
 from linattn_ref.linear_attention import linear_attention_chunk
 from linattn_ref.retnet import retention_chunk
 
-from ..cases import F32, F64, GLA_SEQ, Case, Mistake, exercise, log_gates, qkv, strided
+from ..exercise import F32, F64, GLA_SEQ, Case, Mistake, exercise, log_gates, qkv, strided
 from ..structure import Rule
+
+NOTEBOOK = "10_capstone"
 
 # ---------------------------------------------------------------- mqar_layout
 

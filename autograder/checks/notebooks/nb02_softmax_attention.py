@@ -4,7 +4,7 @@ import torch
 import linattn_ref as ref
 from linattn_ref import softmax_attention
 
-from ..cases import (
+from ..exercise import (
     ATTN_SEQ,
     F32,
     F64,
@@ -22,6 +22,8 @@ from ..cases import (
     strided,
 )
 from ..structure import calls_grow_with_length, no_torch_function
+
+NOTEBOOK = "02_softmax_attention"
 
 # torch's fused attention computes the exercise in one call
 NO_TORCH_ATTENTION = no_torch_function(

@@ -7,7 +7,7 @@ count as the answer (the learner may not call them), and the mistakes it can rec
 
 A mistake is an "alternative reference": a function of the case giving the output a particular wrong
 idea produces (the mask the wrong way up, the denominator forgotten, the chunk state dropped...). When a
-learner's output matches one, the check names the mistake. The exercises themselves are in `catalogue/`,
+learner's output matches one, the check names the mistake. The exercises themselves are in `notebooks/`,
 one module per notebook.
 """
 import zlib
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from linattn_ref import chunk, gla, linear_attention, memory, retnet, softmax_attention
+from linattn_ref.tolerances import ELEMENTWISE
 
-from .compare import TOLERANCES
 from .observation import decode, encode
 
 F64, F32 = torch.float64, torch.float32
@@ -93,8 +93,8 @@ class Exercise:
 
     @property
     def tolerance(self):
-        """{dtype of the expected result: (rtol, atol)}: the course's one table, compare.TOLERANCES."""
-        return TOLERANCES
+        """{dtype of the expected result: (rtol, atol)}: the course's one table, linattn_ref.tolerances."""
+        return ELEMENTWISE
 
     @cached_property
     def _cases(self):
@@ -235,8 +235,7 @@ def scale_factors(case):
 
 def gamma_like(case, out):
     """gamma broadcast against an output [..., H, T, d]: a float, or [H] viewed as [H, 1, 1]."""
-    gamma = case.inputs["gamma"]
-    return gamma.to(out.dtype).view(-1, 1, 1) if isinstance(gamma, torch.Tensor) else gamma
+    return retnet.per_head(case.inputs["gamma"], out.dtype)
 
 
 def gates_as_alpha(case):
