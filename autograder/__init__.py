@@ -1,1 +1,1 @@
-"""The course's grading side: exercise checks, notebook authoring helpers and the instructor CLI."""
+"""The course's grading side: exercise checks, the instructor CLI and the authors' scaffold."""

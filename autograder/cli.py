@@ -3,6 +3,8 @@
     release                        regenerate course/ from solutions/ with nbgrader and check that nothing leaked
     grade SUBMISSIONS --out DIR    autograde a class into an nbgrader course root: gradebook, feedback, grades.csv
     progress [NOTEBOOK_DIR]        which exercises of your own notebooks pass (runs copies, changes nothing)
+    new-notebook NN_topic          an author's new notebook with one example exercise and all its files
+    new-exercise NN_topic NAME     one more exercise in a notebook (docs/authoring.md: what to edit next)
 """
 import argparse
 import signal
@@ -49,6 +51,32 @@ def progress(args):
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def _scaffold(make, *args, **kw):
+    from .scaffold import REPO, ScaffoldError
+
+    try:
+        paths = make(*args, **kw)
+    except ScaffoldError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print("written (edit every EXAMPLE, then run make test; docs/authoring.md goes step by step):")
+    for path in paths:
+        print(f"  {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return 0
+
+
+def new_notebook(args):
+    from .scaffold import new_notebook
+
+    return _scaffold(new_notebook, args.notebook, args.exercise, points=args.points)
+
+
+def new_exercise(args):
+    from .scaffold import new_exercise
+
+    return _scaffold(new_exercise, args.notebook, args.name, points=args.points, module=args.module)
 
 
 def parser():
@@ -101,6 +129,29 @@ def parser():
     pr.add_argument("--timeout", type=int, default=None,
                     help=f"seconds a cell may run (default: {ops.CELL_TIMEOUT})")
     pr.set_defaults(run=progress)
+
+    nn = commands.add_parser("new-notebook", help="an author's new notebook, with one example exercise",
+                             description="Create solutions/NN_topic/NN_topic.ipynb (a setup cell, a picture, one"
+                             " EXAMPLE exercise with its graded test cell), its reference in linattn_ref/<topic>.py,"
+                             " checks module, mistake bank, viz module and test, and answer-key file, then release"
+                             " it to course/. Everything passes make test as written; docs/authoring.md says what"
+                             " to edit.")
+    nn.add_argument("notebook", metavar="NN_topic", help="the assignment folder's name, like 11_sliding_window")
+    nn.add_argument("--exercise", default=None, help="the example exercise's name (default: example_<topic>)")
+    nn.add_argument("--points", type=int, default=1, help="points of the example exercise (default: %(default)s)")
+    nn.set_defaults(run=new_notebook)
+
+    ne = commands.add_parser("new-exercise", help="one more exercise in a notebook",
+                             description="Add exercise NAME to notebook NN_topic: a stub reference (exported from"
+                             " linattn_ref), its cases and a named mistake in the checks module, a wrong and a right"
+                             " answer in the mistake bank, and its cells (prose, solution, graded test) at the end of"
+                             " the notebook; then release the notebook. The stubs pass make test as written.")
+    ne.add_argument("notebook", metavar="NN_topic", help="an existing assignment, like 08_chunkwise")
+    ne.add_argument("name", help="the exercise id: the name of the function the learner writes")
+    ne.add_argument("--points", type=int, default=1, help="points (default: %(default)s)")
+    ne.add_argument("--module", default=None, help="the linattn_ref module for the reference (default: the one"
+                    " holding most of the notebook's references)")
+    ne.set_defaults(run=new_exercise)
     return p
 
 

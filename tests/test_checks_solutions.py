@@ -9,15 +9,11 @@ import pytest
 import torch
 
 from autograder.checks import check
+from linattn_ref.retnet import per_head
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mistakes import (  # noqa: E402  (the bank also holds right answers to 09 and 10)
-    default_scale,  # noqa: E402
-    nb09_triton,
-    nb10_capstone,
-)
-
-from linattn_ref.retnet import per_head
+import mistakes  # noqa: E402  (the bank also holds right answers, written differently: @right and CORRECT)
+from mistakes import default_scale  # noqa: E402
 
 
 def _phi(feature_map, x):
@@ -274,8 +270,7 @@ def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_
 
 SOLUTIONS = {name: fn for name, fn in globals().items() if callable(fn) and not name.startswith("_")
              and getattr(fn, "__module__", None) == __name__}
-SOLUTIONS.update(nb09_triton.CORRECT)  # the Triton kernels, written differently from the notebook's
-SOLUTIONS.update(nb10_capstone.CORRECT)
+SOLUTIONS.update(mistakes.right_answers())  # the bank's right answers (the Triton kernels, the capstone, ...)
 
 
 def test_every_exercise_has_an_alternative_solution():

@@ -5,8 +5,8 @@ import re
 import nbformat
 import pytest
 
-from autograder import authoring
 from autograder import nbgrader_ops as ops
+from autograder import scaffold
 
 ASSIGNMENTS = ops.assignments(ops.SOURCE)
 
@@ -70,21 +70,21 @@ def test_sources_are_saved_without_outputs(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_test_cells_import_the_checks_they_call(assignment):
-    """A learner's cell may (even by accident) bind a name `check` or `check_answer`; each graded test cell
-    imports the library's functions itself, so such a name can never stand in for the real check."""
+def test_test_cells_are_the_import_and_check_calls_only(assignment):
+    """Each graded test cell imports the checks it calls (a learner's name `check` above can never stand in for
+    them: docs/scaffold.md says why) and holds nothing else but check calls, one per line."""
     for path in ops.notebooks(ops.SOURCE / assignment):
         for cell in read(path).cells:
             meta = cell.metadata.get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
                 continue
+            where = f"{path.name}, cell {meta['grade_id']}"
+            first, *rest = cell.source.split("### BEGIN HIDDEN TESTS")[0].strip().splitlines()
             called = {name for name in ("check", "check_answer") if re.search(rf"(?<![\w.]){name}\(", cell.source)}
-            first = cell.source.splitlines()[0]
-            names = first.split("import", 1)[1].split("#")[0] if "import" in first else ""
-            imported = set(re.findall(r"\w+", names))
-            assert first.startswith("from autograder.checks import") and called <= imported, (
-                f"{path.name}, cell {meta['grade_id']}: start it with `from autograder.checks import "
-                f"{', '.join(sorted(called))}`")
+            assert first == f"from autograder.checks import {', '.join(sorted(called))}", (
+                f"{where}: start it with `from autograder.checks import {', '.join(sorted(called))}` and nothing else")
+            assert rest and all(re.fullmatch(r"check(_answer)?\(.*\)", line) for line in rest), (
+                f"{where}: after the import, only check calls, one per line: {rest}")
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -98,18 +98,18 @@ def test_release_problems_are_found(tmp_path):
     source, release = tmp_path / "solutions", tmp_path / "course"
     (source / "01_a").mkdir(parents=True)
     (release / "01_a").mkdir(parents=True)
-    cells = [authoring.solution("def f():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION", "f"),
-             authoring.tests('check("f", f)\n### BEGIN HIDDEN TESTS\ncheck("f", f, hidden=True)\n### END HIDDEN TESTS',
+    cells = [scaffold.solution("def f():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION", "f"),
+             scaffold.tests('check("f", f)\n### BEGIN HIDDEN TESTS\ncheck("f", f, hidden=True)\n### END HIDDEN TESTS',
                    "f_check", points=2),
-             authoring.tests("assert g() == 1", "g_check", points=1)]
+             scaffold.tests("assert g() == 1", "g_check", points=1)]
     for n, cell in enumerate(cells):
         cell.id = f"c{n}"
-    authoring.write_notebook(cells, source / "01_a" / "01_a.ipynb")
+    scaffold.write_notebook(cells, source / "01_a" / "01_a.ipynb")
     leaky = nbformat.from_dict(cells[:2])  # the solution left in, the points changed, g_check gone
     leaky[0].source = "def f():\n    return 42"
     leaky[1].source = 'check("f", f)'
     leaky[1].metadata.nbgrader.points = 3
-    authoring.write_notebook(leaky, release / "01_a" / "01_a.ipynb")
+    scaffold.write_notebook(leaky, release / "01_a" / "01_a.ipynb")
     (release / "01_a" / "notes.txt").write_text("### BEGIN SOLUTION")
     found = "\n".join(ops.release_problems(["01_a"], source=source, release=release))
     assert "gives away 1 line" in found and "'return 42'" in found  # a solution line left in the learner cell

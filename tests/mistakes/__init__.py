@@ -4,6 +4,9 @@ Each module registers functions with `@wrong(exercise_id, phrase)`: the check of
 the function with a message containing `phrase`, the name of the mistake class (say "upper triangle",
 "not normalized", "future tokens leak"). Every entry must fail the VISIBLE check (tests/test_checks.py): a
 learner studying alone never sees the held-out cases.
+
+Right answers written differently from the reference (`@right(exercise_id)`, or a module's CORRECT dict) must
+pass every check, visible and held-out (tests/test_checks_solutions.py).
 """
 import importlib
 import pkgutil
@@ -22,6 +25,7 @@ class WrongAnswer:
 
 
 BANK = []
+RIGHT = {}  # exercise id -> a right answer written differently from the reference: every check must pass it
 
 
 def default_scale(q, scale):
@@ -36,8 +40,29 @@ def wrong(exercise, phrase):
     return register
 
 
+def right(exercise):
+    """Register a right answer to `exercise`, written another way than the reference (tests/test_checks_solutions)."""
+    def register(fn):
+        if exercise in RIGHT:
+            raise ValueError(f"a second right answer to {exercise}: {fn.__name__}")
+        RIGHT[exercise] = fn
+        return fn
+    return register
+
+
+def _modules():
+    return [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
+
+
 def load():
     """Every registered wrong answer (imports the bank's modules once)."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    _modules()
     return list(BANK)
+
+
+def right_answers():
+    """{exercise id: right answer written differently}: the @right ones and each module's CORRECT dict."""
+    found = dict(RIGHT)
+    for module in _modules():
+        found.update(getattr(module, "CORRECT", {}))
+    return found

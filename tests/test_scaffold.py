@@ -1,0 +1,73 @@
+"""The authoring scaffold: `new-notebook` and `new-exercise` write stubs that pass the suite as they are, and an
+exercise is added by hand in four files (docs/authoring.md). Runs in a copy of the repository."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(cmd, cwd, timeout=600):
+    env = {**os.environ, "PYTHONPATH": str(cwd), "LINATTN_FAST": "1"}  # the copy's packages, in kernels too
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the repository's tracked files (course/ included), as a new author's checkout."""
+    copy = tmp_path_factory.mktemp("author") / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    return copy
+
+
+def _autograder(repo, *args):
+    return _run([sys.executable, "-m", "autograder", *args], repo)
+
+
+def test_bad_names_are_refused_and_nothing_is_written(repo):
+    before = sorted(p for p in repo.rglob("*") if p.is_file())
+    for args, why in [(("new-notebook", "11-Example"), "expected NN_topic"),
+                      (("new-notebook", "08_other"), "number 08 is taken by solutions/08_chunkwise"),
+                      (("new-exercise", "08_chunkwise", "decay_mask"), "already has a function of that name"),
+                      (("new-exercise", "08_chunkwise", "Bad-Name"), "lower-case Python name"),
+                      (("new-exercise", "12_missing", "fresh_one"), "make it with new-notebook first")]:
+        result = _autograder(repo, *args)
+        assert result.returncode == 1 and why in result.stderr, (args, result.stderr)
+    assert sorted(p for p in repo.rglob("*") if p.is_file()) == before
+
+
+def test_a_scaffold_passes_the_tests_as_written(repo):
+    made = _autograder(repo, "new-notebook", "11_example")
+    assert made.returncode == 0, made.stderr
+    for path in ("solutions/11_example/11_example.ipynb", "course/11_example/11_example.ipynb",
+                 "linattn_ref/example.py", "autograder/checks/notebooks/nb11_example.py",
+                 "tests/mistakes/nb11_example.py", "linattn_ref/viz/nb11_example.py", "tests/test_viz_nb11_example.py",
+                 "autograder/checks/answer_keys/11_example.json"):
+        assert (repo / path).exists(), path
+    added = _autograder(repo, "new-exercise", "11_example", "second_example")
+    assert added.returncode == 0, added.stderr
+    # an exercise in a notebook that exists: four files to edit by hand, plus the export the tool writes
+    extra = _autograder(repo, "new-exercise", "08_chunkwise", "chunk_example")
+    assert extra.returncode == 0, extra.stderr
+    written = {line.strip() for line in extra.stdout.splitlines()[1:]}
+    assert written == {"linattn_ref/__init__.py", "linattn_ref/chunk.py", "solutions/08_chunkwise/08_chunkwise.ipynb",
+                       "autograder/checks/notebooks/nb08_chunkwise.py", "tests/mistakes/nb08_chunkwise.py"}
+    ids = "example_example or second_example or chunk_example or 11_example or 08_chunkwise"
+    tests = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_checks.py",
+                  "tests/test_checks_solutions.py", "tests/test_release.py", "tests/test_viz_nb11_example.py",
+                  "-k", f"{ids} or registry or named_after or every_exercise or bank_has"], repo)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout.splitlines()[-1] and "failed" not in tests.stdout.splitlines()[-1]
+    notebooks = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                      "--nbval-current-env", "solutions/11_example"], repo)
+    assert notebooks.returncode == 0, notebooks.stdout[-3000:]
+    lint = _run([sys.executable, "-m", "ruff", "check", "."], repo)
+    assert lint.returncode == 0, lint.stdout[-3000:]
