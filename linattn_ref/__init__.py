@@ -16,7 +16,7 @@ One module per idea; each has a readable form first and faster forms beside it, 
 Tensors are [..., T, d] ([B, H, T, d] as torch's scaled_dot_product_attention); scale=None means d_k ** -0.5.
 """
 from . import chunk, feature_maps, gla, linear_attention, masks, memory, models, mqar, retnet, softmax_attention
-from .chunk import chunk_boundaries, chunk_gated_linear_attention, intra_chunk_scores
+from .chunk import chunk_boundaries, chunk_gated_linear_attention, chunk_states, intra_chunk_scores
 from .feature_maps import elu_plus_one, identity, relu, taylor_exp
 from .gla import gla_chunk, gla_gates, gla_parallel, gla_parallel_naive, gla_recurrent, naive_breakdown_length
 from .linear_attention import (

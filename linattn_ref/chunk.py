@@ -18,7 +18,7 @@ O(T C d) for the intra-chunk blocks plus O(T d^2) for the states, against O(T^2 
 """
 import torch
 
-from ._validate import check_chunk_size, check_length
+from ._validate import check_chunk_size, check_length, check_tensor
 
 
 def chunk_boundaries(T, chunk_size):
@@ -76,3 +76,23 @@ def chunk_gated_linear_attention(q, k, v, g=None, scale=1.0, chunk_size=64, init
         outputs.append(o)
     o = torch.cat(outputs, dim=-2)
     return (o, state) if output_final_state else o
+
+
+def chunk_states(k, v, chunk_size=64):
+    """The state carried into each chunk by linear attention: S_[n] = sum_{j < s_n} k_j^T v_j, s_n = n * chunk_size.
+
+    k: [..., T, d_k]; v: [..., T, d_v]. Returns [..., N, d_k, d_v] with N = ceil(T / chunk_size): S_[0] is zeros
+    and S_[n+1] = S_[n] + K_[n]^T V_[n], one C x d_k by C x d_v product per chunk instead of C outer products.
+    """
+    check_tensor("k", k)
+    check_tensor("v", v)
+    if k.shape[:-1] != v.shape[:-1] or k.dtype != v.dtype:
+        raise ValueError(f"k and v must agree on every dimension but the last ([..., T, d]) and on dtype, got k"
+                         f" {tuple(k.shape)} {k.dtype} and v {tuple(v.shape)} {v.dtype}")
+    *lead, T, d_k = k.shape
+    state = k.new_zeros(*lead, d_k, v.shape[-1])
+    states = []
+    for start, end in chunk_boundaries(T, chunk_size):
+        states.append(state)  # what the chunk starting at `start` receives: nothing of its own tokens yet
+        state = state + k[..., start:end, :].transpose(-1, -2) @ v[..., start:end, :]
+    return torch.stack(states, dim=-3)

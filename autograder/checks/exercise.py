@@ -265,5 +265,5 @@ LINEAR_FORMS = (
     linear_attention.linear_attention_recurrent, linear_attention.linear_attention_chunk,
     retnet.retention_parallel, retnet.retention_recurrent, retnet.retention_chunk,
     gla.gla_parallel, gla.gla_parallel_naive, gla.gla_recurrent, gla.gla_chunk,
-    chunk.chunk_gated_linear_attention, chunk.intra_chunk_scores,
+    chunk.chunk_gated_linear_attention, chunk.intra_chunk_scores, chunk.chunk_states,
 )

@@ -3,7 +3,7 @@ import torch
 
 from linattn_ref.retnet import per_head
 
-from . import default_scale, wrong
+from . import default_scale, right, wrong
 
 # ---------------------------------------------------------------- intra_chunk_scores
 
@@ -336,3 +336,50 @@ def retention_chunk_float32_log_gamma(q, k, v, gamma, scale=None, chunk_size=64,
     g = per_head(g) * torch.ones_like(q[..., :1])
     return _chunked(q, k, v, g, default_scale(q, scale), chunk_size, initial_state=initial_state,
                     output_final_state=output_final_state)
+
+
+# ---------------------------------------------------------------- chunk_states
+
+
+@wrong("chunk_states", "states leaving each chunk")
+def chunk_states_after_the_chunk(k, v, chunk_size=64):
+    states, state = [], torch.zeros(*k.shape[:-2], k.shape[-1], v.shape[-1], dtype=k.dtype)
+    for start in range(0, k.shape[-2], chunk_size):
+        state = state + k[..., start:start + chunk_size, :].mT @ v[..., start:start + chunk_size, :]
+        states.append(state)  # appended after the update
+    return torch.stack(states, dim=-3)
+
+
+@wrong("chunk_states", "not carried across chunks")
+def chunk_states_previous_chunk_only(k, v, chunk_size=64):
+    states, last = [], torch.zeros(*k.shape[:-2], k.shape[-1], v.shape[-1], dtype=k.dtype)
+    for start in range(0, k.shape[-2], chunk_size):
+        states.append(last)
+        last = k[..., start:start + chunk_size, :].mT @ v[..., start:start + chunk_size, :]  # not added to the state
+    return torch.stack(states, dim=-3)
+
+
+@wrong("chunk_states", "wrong type")
+def chunk_states_as_a_list(k, v, chunk_size=64):
+    states, state = [], torch.zeros(*k.shape[:-2], k.shape[-1], v.shape[-1], dtype=k.dtype)
+    for start in range(0, k.shape[-2], chunk_size):
+        states.append(state)
+        state = state + k[..., start:start + chunk_size, :].mT @ v[..., start:start + chunk_size, :]
+    return states  # torch.stack(states, dim=-3) forgotten
+
+
+@wrong("chunk_states", "shape")
+def chunk_states_one_too_many(k, v, chunk_size=64):
+    state = torch.zeros(*k.shape[:-2], k.shape[-1], v.shape[-1], dtype=k.dtype)
+    states = [state]
+    for start in range(0, k.shape[-2], chunk_size):
+        state = state + k[..., start:start + chunk_size, :].mT @ v[..., start:start + chunk_size, :]
+        states.append(state)  # N + 1 states: the final one too
+    return torch.stack(states, dim=-3)
+
+
+@right("chunk_states")
+def chunk_states_from_prefix_sums(k, v, chunk_size=64):
+    kv = torch.einsum("...tc,...td->...tcd", k, v).cumsum(-3)  # state after each token
+    before = torch.cat([torch.zeros_like(kv[..., :1, :, :]), kv], dim=-3)  # state before each token
+    return before[..., 0:k.shape[-2]:chunk_size, :, :]

@@ -271,6 +271,54 @@ def _core_factors(case):
     return {scale: "the scale is applied twice", 1 / scale: "the scale is missing"}
 
 
+# ---------------------------------------------------------------- chunk_states
+
+
+def _states_case(k, v, chunk_size, note=""):
+    return Case({"k": k, "v": v}, {"chunk_size": chunk_size}, note)
+
+
+def _chunk_states_cases(gen):
+    ones, values = torch.ones(5, 1, dtype=F64), torch.arange(1.0, 6.0, dtype=F64).unsqueeze(-1)
+    x = qkv(gen, (2, 2), 7, 3, 2)
+    y = qkv(gen, (3,), 8, 4, 4, dtype=F32, contiguous=False)
+    return [_states_case(ones, values, 2, "section 3's worked example: states 0, 3, 10"),
+            _states_case(x["k"], x["v"], 3, "leading dims, d_k != d_v, a last chunk of 1"),
+            _states_case(y["k"], y["v"], 4, "float32, non-contiguous"),
+            _states_case(x["k"], x["v"], 1, "chunks of one token: the recurrent states, before each token"),
+            _states_case(x["k"], x["v"], 16, "one chunk longer than T: only the zero state")]
+
+
+def _chunk_states_hidden(gen):
+    a, b = qkv(gen, (), 1, 2, 3), qkv(gen, (2, 3), 10, 4, 5, dtype=F32)
+    return [_states_case(a["k"], a["v"], 1), _states_case(b["k"], b["v"], 4), _states_case(b["k"], b["v"], 10)]
+
+
+def _prefix_states(case):
+    """sum_{j < t} k_j^T v_j for t = 0..T: the states before every token."""
+    k, v = case.inputs["k"], case.inputs["v"]
+    kv = (k.unsqueeze(-1) * v.unsqueeze(-2)).cumsum(-3)
+    return torch.cat([torch.zeros_like(kv[..., :1, :, :]), kv], dim=-3)
+
+
+def _chunk_states_mistakes():
+    def after(c):  # the state leaving each chunk
+        C, T = c.options["chunk_size"], c.inputs["k"].shape[-2]
+        ends = [min(s + C, T) for s in range(0, T, C)]
+        return _prefix_states(c)[..., ends, :, :]
+
+    def not_carried(c):  # the previous chunk's own K^T V only
+        C, T = c.options["chunk_size"], c.inputs["k"].shape[-2]
+        p = _prefix_states(c)
+        starts = list(range(0, T, C))
+        return torch.stack([p[..., s, :, :] - p[..., max(s - C, 0), :, :] for s in starts], dim=-3)
+
+    return (Mistake("these are the states leaving each chunk: the state carried INTO chunk n sums the tokens before"
+                    " it, j < s_n, so the first one is zeros and the chunk's own tokens are not in it", after),
+            Mistake("the state is not carried across chunks: S_[n+1] = S_[n] + K_[n]^T V_[n] adds each chunk to"
+                    " everything before it, not just the previous chunk's K^T V", not_carried))
+
+
 EXERCISES = [
     exercise(chunk.intra_chunk_scores, _ics_cases, _ics_hidden, points=2, causal=True,
              seq_inputs={"q": -2, "k": -2, "b": -2}, mistakes=_ics_mistakes(), answers=(chunk.intra_chunk_scores,)),
@@ -294,4 +342,6 @@ EXERCISES = [
              points=3, causal=True, seq_inputs=GLA_SEQ, factors=scale_factors,
              mistakes=_chunk_mistakes(gla.gla_chunk, GLA_SEQ, gla_as_core) + gla_mistakes(gla.gla_chunk),
              answers=LINEAR_FORMS, structure=_no_full_matrix()),
+    exercise(chunk.chunk_states, _chunk_states_cases, _chunk_states_hidden, points=2, time_dims=None,
+             seq_inputs={"k": -2, "v": -2}, mistakes=_chunk_states_mistakes(), answers=LINEAR_FORMS),
 ]
