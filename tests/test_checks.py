@@ -17,7 +17,7 @@ from autograder import nbgrader_ops as ops
 from autograder.checks import EXERCISES, Case, check
 from autograder.checks.exercise import Exercise
 from autograder.checks.registry import MODULES, NOTEBOOK_OF
-from autograder.checks.sandbox import OUTPUT_LIMIT
+from autograder.checks.watch import OUTPUT_LIMIT
 from autograder.verdict import graded_cells
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -27,8 +27,8 @@ from .exercise import GATE_INPUTS, Case, output_only
 from .memory_guard import OutOfBounds, guard
 from .observation import Observation
 from .registry import EXERCISES
-from .sandbox import BoundedBuffer, clone_tree, code_objects, mutated_inputs, run_watched
 from .structure import TorchWatch
+from .watch import BoundedBuffer, clone_tree, code_objects, mutated_inputs, run_watched
 
 
 def _triton_dir():
