@@ -18,9 +18,11 @@ def _run(cmd, cwd, timeout=600):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """A copy of the repository's tracked files (course/ included), as a new author's checkout."""
+    """A copy of the checkout as it is (tracked files and new ones git does not ignore, course/ included)."""
     copy = tmp_path_factory.mktemp("author") / "repo"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    files = listed.stdout.split()
     for name in files:
         if (ROOT / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
