@@ -108,6 +108,11 @@ def _write(nb, path):
 # ---------------------------------------------------------------- templates
 # EXAMPLE marks every line an author replaces; the stubs compute the sum of each row, so they pass as they are.
 
+def _rule(title):
+    """A section comment, '# ------ title', as the course's modules have them, within 120 characters."""
+    return f"# {'-' * max(8, min(64, 117 - len(title)))} {title}"
+
+
 def _exercise_cells(notebook, name, points):
     return [
         md(f"""
@@ -171,7 +176,7 @@ def {name}(x):
 def _checks_functions(name, module):
     return f'''
 
-# ---------------------------------------------------------------- {name} (EXAMPLE: replace it)
+{_rule(name + ' (EXAMPLE: replace it)')}
 
 
 def _{name}_cases(gen):
@@ -193,8 +198,15 @@ def _{name}_mistakes():
 
 
 def _checks_entry(name, module, points):
-    return (f"    exercise({module}.{name}, _{name}_cases, _{name}_hidden, points={points}, time_dims=None,\n"
-            f"             mistakes=_{name}_mistakes(), answers=({module}.{name},)),\n")
+    return (f"    exercise(\n"
+            f"        {module}.{name},\n"
+            f"        _{name}_cases,\n"
+            f"        _{name}_hidden,\n"
+            f"        points={points},\n"
+            f"        time_dims=None,\n"
+            f"        mistakes=_{name}_mistakes(),\n"
+            f"        answers=({module}.{name},),\n"
+            f"    ),\n")
 
 
 def _checks_module(notebook, name, module, points):
@@ -216,7 +228,7 @@ EXERCISES = [
 def _bank_entries(name):
     return f'''
 
-# ---------------------------------------------------------------- {name} (EXAMPLE: replace it)
+{_rule(name + ' (EXAMPLE: replace it)')}
 # Three wrong answers at least, each named by the check (tests/test_checks.py), and a right one written
 # differently, which every check must pass (tests/test_checks_solutions.py).
 
@@ -346,6 +358,12 @@ def _export(name, module, root):
                    cwd=root, capture_output=True)
 
 
+def _tidy(root, *paths):
+    """Imports sorted and unused ones dropped in the written modules, when ruff is installed (make setup does)."""
+    subprocess.run([sys.executable, "-m", "ruff", "check", "--fix", "--quiet", "--select", "I,F401",
+                    *map(str, paths)], cwd=root, capture_output=True)
+
+
 def _release(notebook, root):
     result = subprocess.run([sys.executable, "-m", "autograder", "release", notebook], cwd=root,
                             capture_output=True, text=True)
@@ -380,6 +398,7 @@ def new_notebook(notebook, name=None, points=1, root=REPO, release=True):
     paths["viz"].write_text(_viz_module(notebook))
     paths["viz_test"].write_text(_viz_test(notebook))
     paths["keys"].write_text("{}\n")
+    _tidy(root, paths["checks"], paths["bank"], paths["viz"], paths["viz_test"])
     if release:
         _release(notebook, root)
     return sorted(paths.values())
@@ -388,7 +407,7 @@ def new_notebook(notebook, name=None, points=1, root=REPO, release=True):
 def _reference_module(notebook, root):
     """The linattn_ref module that holds most of the notebook's references (for a new exercise's stub)."""
     checks = (root / "autograder" / "checks" / "notebooks" / f"nb{notebook}.py").read_text()
-    modules = re.findall(r"exercise\((\w+)\.\w+,", checks)
+    modules = re.findall(r"exercise\(\s*(\w+)\.\w+,", checks)
     candidates = [m for m in modules if (root / "linattn_ref" / f"{m}.py").exists()]
     if not candidates:
         raise ScaffoldError(f"cannot tell which linattn_ref module holds notebook {notebook}'s references: name one"
@@ -438,8 +457,7 @@ def new_exercise(notebook, name, points=1, module=None, root=REPO, release=True)
     paths["bank"].write_text(bank.rstrip("\n") + "\n" + _bank_entries(name))
     nb.cells.extend(_exercise_cells(notebook, name, points))
     _write(nb, paths["notebook"])
-    subprocess.run([sys.executable, "-m", "ruff", "check", "--fix", "--quiet", "--select", "I,F401",
-                    str(paths["checks"]), str(paths["bank"])], cwd=root, capture_output=True)
+    _tidy(root, paths["checks"], paths["bank"])
     if release:
         _release(notebook, root)
     return sorted({paths["reference"], root / "linattn_ref" / "__init__.py", paths["checks"], paths["bank"],

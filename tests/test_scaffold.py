@@ -46,15 +46,20 @@ def test_bad_names_are_refused_and_nothing_is_written(repo):
     assert sorted(p for p in repo.rglob("*") if p.is_file()) == before
 
 
+NOTEBOOK = "11_sliding_window_variants"  # long names: the written code must still pass ruff
+LONG = "a_second_exercise_with_a_rather_long_name"
+
+
 def test_a_scaffold_passes_the_tests_as_written(repo):
-    made = _autograder(repo, "new-notebook", "11_example")
+    made = _autograder(repo, "new-notebook", NOTEBOOK)
     assert made.returncode == 0, made.stderr
-    for path in ("solutions/11_example/11_example.ipynb", "course/11_example/11_example.ipynb",
-                 "linattn_ref/example.py", "autograder/checks/notebooks/nb11_example.py",
-                 "tests/mistakes/nb11_example.py", "linattn_ref/viz/nb11_example.py", "tests/test_viz_nb11_example.py",
-                 "autograder/checks/answer_keys/11_example.json"):
+    for path in (f"solutions/{NOTEBOOK}/{NOTEBOOK}.ipynb", f"course/{NOTEBOOK}/{NOTEBOOK}.ipynb",
+                 "linattn_ref/sliding_window_variants.py", f"autograder/checks/notebooks/nb{NOTEBOOK}.py",
+                 f"tests/mistakes/nb{NOTEBOOK}.py", f"linattn_ref/viz/nb{NOTEBOOK}.py",
+                 f"tests/test_viz_nb{NOTEBOOK}.py",
+                 f"autograder/checks/answer_keys/{NOTEBOOK}.json"):
         assert (repo / path).exists(), path
-    added = _autograder(repo, "new-exercise", "11_example", "second_example")
+    added = _autograder(repo, "new-exercise", NOTEBOOK, LONG)
     assert added.returncode == 0, added.stderr
     # an exercise in a notebook that exists: four files to edit by hand, plus the export the tool writes
     extra = _autograder(repo, "new-exercise", "08_chunkwise", "chunk_example")
@@ -62,14 +67,14 @@ def test_a_scaffold_passes_the_tests_as_written(repo):
     written = {line.strip() for line in extra.stdout.splitlines()[1:]}
     assert written == {"linattn_ref/__init__.py", "linattn_ref/chunk.py", "solutions/08_chunkwise/08_chunkwise.ipynb",
                        "autograder/checks/notebooks/nb08_chunkwise.py", "tests/mistakes/nb08_chunkwise.py"}
-    ids = "example_example or second_example or chunk_example or 11_example or 08_chunkwise"
+    ids = f"example_sliding_window_variants or {LONG} or chunk_example or {NOTEBOOK} or 08_chunkwise"
     tests = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_checks.py",
-                  "tests/test_checks_solutions.py", "tests/test_release.py", "tests/test_viz_nb11_example.py",
+                  "tests/test_checks_solutions.py", "tests/test_release.py", f"tests/test_viz_nb{NOTEBOOK}.py",
                   "-k", f"{ids} or registry or named_after or every_exercise or bank_has"], repo)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout.splitlines()[-1] and "failed" not in tests.stdout.splitlines()[-1]
     notebooks = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                      "--nbval-current-env", "solutions/11_example"], repo)
+                      "--nbval-current-env", f"solutions/{NOTEBOOK}"], repo)
     assert notebooks.returncode == 0, notebooks.stdout[-3000:]
     lint = _run([sys.executable, "-m", "ruff", "check", "."], repo)
     assert lint.returncode == 0, lint.stdout[-3000:]
