@@ -19,7 +19,8 @@ The chunks must be walked in order, so whatever does not need the state is best 
 - vector gate: the decays differ per chunk and per key feature (cumulative sums and exponentials).
   `gla_prepare_kernel` computes them for all chunks at once, in parallel, and hands the loop queries and
   keys already scaled, so that the loop is the no-gate one plus two row scalings of the state. (Doing that
-  work inside the loop instead, with no prepare pass, was 2.5x slower on an H200: it sits on the serial path.)
+  work inside the loop instead, with no prepare pass, was slower on an H200 in every form tried: it sits on
+  the serial path, and its tiles spill registers; benchmarks/NOTES_triton.md, third round.)
 
 On Hopper the loop reads its tiles through tensor descriptors, made inside the kernel (no host-side cost):
 the copy engine (TMA) moves whole tiles while the threads compute, where rows are 16-byte aligned.
@@ -80,7 +81,6 @@ def chunk_gated_fwd_kernel(
     GUARD: tl.constexpr,        # GLA's second pass: run only where the first found a chunk out of range
     USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     TMA: tl.constexpr,          # read q, k, v and write o through tensor descriptors (Hopper's copy engine)
-    WARP_SPECIALIZE: tl.constexpr = False,
 ):
     tl.static_assert(GATE == GATE_NONE or not NORMALIZE)
     i_v, i_n = tl.program_id(0), tl.program_id(1)
@@ -134,7 +134,7 @@ def chunk_gated_fwd_kernel(
         gate_end += n * tl.cdiv(T, BT) * K
 
     causal = rows[:, None] >= rows[None, :]
-    for i_t in tl.range(0, n_chunks, warp_specialize=WARP_SPECIALIZE):
+    for i_t in range(0, n_chunks):
         t0 = i_t * BT
         t_ok = t0 + rows < T  # the last chunk may be short: masked rows load as 0 and contribute nothing
         q_c = load_tile(q, t0, 0, T, K, BT, BK, TMA)
@@ -191,120 +191,6 @@ def chunk_gated_fwd_kernel(
 
 
 @triton.jit
-def gla_features(q, k, g, t0, c0, state, A, o_c, v_c, to_rel, ends, T, K: tl.constexpr, BT: tl.constexpr,
-                 KH: tl.constexpr, TMA: tl.constexpr, WIDE: tl.constexpr, SCAN_PRECISION: tl.constexpr):
-    """One chunk of GLA over the key features [c0, c0 + KH): adds their part of the scores to A and of the
-    state's read-out to o_c, and returns their columns of the transposed state [BV, KH], decayed and updated."""
-    g_c = load_tile(g, t0, c0, T, K, BT, KH, TMA)  # rows past T hold 0: they keep b at its last value
-    q_c = load_tile(q, t0, c0, T, K, BT, KH, TMA)
-    k_c = load_tile(k, t0, c0, T, K, BT, KH, TMA)
-    # b: the cumulative log-gates from the chunk's start (row i: g_0 + ... + g_i), per key feature; b_mid its
-    # value at row BT/2 - 1, b_last at the last row. All are products of the gate tile with fixed matrices, on
-    # the tensor cores: b - b_mid = to_rel @ g; ends @ g holds b_mid in its first 8 rows, b_last in the rest.
-    rel = tl.dot(to_rel.to(g_c.dtype), g_c, input_precision=SCAN_PRECISION)  # [BT, KH]
-    sums = tl.dot(ends.to(g_c.dtype), g_c, input_precision=SCAN_PRECISION)  # [16, KH]
-    rows_16 = tl.arange(0, 16)
-    b_mid = tl.max(tl.where(rows_16[:, None] < 8, sums, float("-inf")), axis=0)
-    b_last = tl.max(tl.where(rows_16[:, None] >= 8, sums, float("-inf")), axis=0)
-    # exp(b_i - b_j) = exp(b_i - b_mid) exp(b_mid - b_j): a query factor times a key factor, each within BT/2 gates
-    # of the middle row, so q_a . k_a are the decayed scores; with the state decayed to the middle row first, the
-    # rest is the no-gate loop.
-    q_a = q_c.to(tl.float32) * tl.exp(rel)
-    k_a = k_c.to(tl.float32) * tl.exp(-rel)
-    if not WIDE:
-        q_a, k_a = q_a.to(q_c.dtype), k_a.to(k_c.dtype)
-    # The state is kept transposed, S^T [BV, KH], so that no operand is transposed in registers: k_a and v go to
-    # the tensor cores from shared memory as they are (Triton 3.6 miscompiled k_a^T v with 32 value columns).
-    A = tl.dot(q_a, tl.trans(k_a), A)
-    state = state * tl.exp(b_mid)[None, :]
-    o_c = tl.dot(q_a, tl.trans(state.to(q_a.dtype)), o_c)
-    state = (state + tl.dot(tl.trans(v_c.to(k_a.dtype)), k_a)) * tl.exp(b_last - b_mid)[None, :]
-    return state, A, o_c
-
-
-@triton.jit
-def gla_fused_fwd_kernel(
-    q, k, v, o, g,              # q, k, g (log-gates): [N, T, K]; v, o: [N, T, V]
-    state0, state1,             # initial / final state [N, K, V], float32
-    status,                     # GUARD only: the int32 flags of gla_prepare_kernel's checks (two passes)
-    T, scale,
-    K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, KH: tl.constexpr, NK: tl.constexpr, BV: tl.constexpr,  # NK (1 or 2) blocks of KH features
-    GUARD: tl.constexpr,        # the second pass: run only where the first found a chunk out of range
-    USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
-    TMA: tl.constexpr,
-    WIDE: tl.constexpr,         # the decayed q and k in float32 (float16 cannot hold exp(80))
-    SCAN_PRECISION: tl.constexpr,  # "ieee" for float32 gates, whose sums must not be rounded to TF32
-):
-    """GLA in one pass over q, k, v, g and o: the gate work of each chunk inside the loop. The key features go in
-    NK blocks of KH (two of 64 for d_k = 128), so that fewer of the gate tiles are live at once."""
-    i_v, i_n = tl.program_id(0), tl.program_id(1)
-    n = i_n.to(tl.int64)
-    q += n * T * K
-    k += n * T * K
-    g += n * T * K
-    v += n * T * V
-    o += n * T * V
-    out_dtype = o.dtype.element_ty
-    if TMA:
-        q = tl.make_tensor_descriptor(q, shape=[T, K], strides=[K, 1], block_shape=[BT, KH])
-        k = tl.make_tensor_descriptor(k, shape=[T, K], strides=[K, 1], block_shape=[BT, KH])
-        g = tl.make_tensor_descriptor(g, shape=[T, K], strides=[K, 1], block_shape=[BT, KH])
-        v = tl.make_tensor_descriptor(v, shape=[T, V], strides=[V, 1], block_shape=[BT, BV])
-        o = tl.make_tensor_descriptor(o, shape=[T, V], strides=[V, 1], block_shape=[BT, BV])
-    rows = tl.arange(0, BT)
-    cols_k = tl.arange(0, KH)
-    cols_v = i_v * BV + tl.arange(0, BV)
-    v_ok = cols_v < V
-    n_chunks = tl.cdiv(T, BT)
-    first, poisoned = 1, False
-    if GUARD:  # nothing to redo unless the first pass found chunks out of range; bad gates: the output is NaN
-        first, second = tl.load(status), tl.load(status + 1)
-        poisoned = (((first | second) & (NONFINITE_GATES | POSITIVE_GATES)) != 0) | ((second & OUT_OF_RANGE) != 0)
-        n_chunks = tl.where((first == 0) | poisoned, 0, n_chunks)
-        if poisoned:
-            for i_t in range(0, tl.cdiv(T, BT)):
-                store_tile(o, tl.full([BT, BV], float("nan"), out_dtype), i_t * BT, i_v * BV, T, V, BT, BV, TMA)
-    # the state transposed, S^T [BV, K], in NK blocks of KH key features
-    offsets = n * K * V + cols_v[:, None] + cols_k[None, :] * V
-    state_0 = tl.zeros([BV, KH], dtype=tl.float32)
-    state_1 = tl.zeros([BV, KH], dtype=tl.float32)
-    if USE_INITIAL_STATE:
-        state_0 = tl.load(state0 + offsets, mask=v_ok[:, None] & (cols_k < K)[None, :], other=0.0)
-        if NK == 2:
-            state_1 = tl.load(state0 + KH * V + offsets, mask=v_ok[:, None] & (KH + cols_k < K)[None, :], other=0.0)
-    to_rel = tl.where(rows[:, None] >= rows[None, :], 1.0, 0.0) - tl.where(rows[None, :] < BT // 2, 1.0, 0.0)
-    rows_16 = tl.arange(0, 16)
-    ends = tl.where((rows[None, :] < BT // 2) | (rows_16[:, None] >= 8), 1.0, 0.0)  # [16, BT]
-    causal = rows[:, None] >= rows[None, :]
-    for i_t in range(0, n_chunks):
-        t0 = i_t * BT
-        v_c = load_tile(v, t0, i_v * BV, T, V, BT, BV, TMA)
-        A = tl.zeros([BT, BT], dtype=tl.float32)
-        o_c = tl.zeros([BT, BV], dtype=tl.float32)
-        state_0, A, o_c = gla_features(q, k, g, t0, 0, state_0, A, o_c, v_c, to_rel, ends, T, K, BT, KH, TMA,
-                                       WIDE, SCAN_PRECISION)
-        if NK == 2:
-            state_1, A, o_c = gla_features(q, k, g, t0, KH, state_1, A, o_c, v_c, to_rel, ends, T, K, BT, KH, TMA,
-                                           WIDE, SCAN_PRECISION)
-        o_c += tl.dot(tl.where(causal, A, 0.0).to(v_c.dtype), v_c)
-        store_tile(o, (scale * o_c).to(out_dtype), t0, i_v * BV, T, V, BT, BV, TMA)
-    if STORE_FINAL_STATE:
-        if first != 0:  # (a second pass that has nothing to redo leaves the first pass's state)
-            if poisoned:
-                state_0 += float("nan")
-                state_1 += float("nan")
-            tl.store(state1 + offsets, state_0, mask=v_ok[:, None] & (cols_k < K)[None, :])
-            if NK == 2:
-                tl.store(state1 + KH * V + offsets, state_1, mask=v_ok[:, None] & (KH + cols_k < K)[None, :])
-
-
-@triton.jit
-def bit_or(a, b):
-    return a | b
-
-
-@triton.jit
 def gla_prepare_kernel(
     q, k, g,                    # [N, T, K]: queries, keys, log-gates
     q_mid, k_mid,               # out [N, T, K]: q * exp(b - b_mid), k * exp(b_mid - b)
@@ -315,9 +201,6 @@ def gla_prepare_kernel(
     MAX_EXPONENT: tl.constexpr,
     SCAN_PRECISION: tl.constexpr,  # "ieee" for float32 gates, whose sums must not be rounded to TF32
     SECOND_PASS: tl.constexpr,  # run only where the first pass found chunks out of range (and no bad gates)
-    SCALE_QK: tl.constexpr = True,  # False: only the checks (for gla_fused_fwd_kernel); q, k and the outputs unused
-    ROW_FLAGS: tl.constexpr = True,  # flags per row through predicated atomics, else reduced over the tile first
-    REL: tl.constexpr = True,   # one chunk per program: b - b_mid in one product, b_mid and b_last as vectors
 ):
     """One program per (BR rows = BR / BT chunks, sequence, BC key features), all at once: the gate-dependent
     part of GLA.
@@ -340,72 +223,56 @@ def gla_prepare_kernel(
     g_c = tl.load(g + offsets, mask=mask, other=0.0)  # rows past the end hold 0: they keep b at its last value
 
     # Cumulative sums as products with matrices of ones (lower triangle; first half of the columns; all, each
-    # within its chunk): the tensor cores do in one step what a scan across threads does in many. All rows of
-    # one chunk in b_mid and b_last hold the same values, so they line up with b element by element.
+    # within its chunk): the tensor cores do in one step what a scan across threads does in many. With several
+    # chunks per program, all rows of one chunk in b_mid and b_last hold the same values, so they line up with b
+    # element by element.
     ones = tl.full([BR, BR], 1.0, g_c.dtype)
     if BR == BT:  # one chunk per program (the usual case): no masks for the chunks
-        lower, first_half, same_chunk = rows[:, None] >= rows[None, :], rows[None, :] < BT // 2, ones != 0
-        first_row = (rows[:, None] == 0) & (cols < K)[None, :]  # the per-chunk vectors, from one of the equal rows
-        chunk_offsets = (n * tl.cdiv(T, BT) + i_r) * K + cols[None, :] + 0 * rows[:, None]
+        lower, first_half = rows[:, None] >= rows[None, :], rows[None, :] < BT // 2
     else:
         same_chunk = rows[:, None] // BT == rows[None, :] // BT
         lower = same_chunk & (rows[:, None] >= rows[None, :])
         first_half = same_chunk & (rows[None, :] % BT < BT // 2)
         first_row = (t % BT == 0)[:, None] & mask
         chunk_offsets = (n * tl.cdiv(T, BT) + t[:, None] // BT) * K + cols[None, :]
-    if REL and BR == BT:
-        # b - b_mid in one product (+1 for the rows up to i, -1 for the first half), and b_mid, b_last as vectors
-        # from a product with 16 rows (8 of the first half's indicator, 8 of ones): two products, not three of
-        # [BT, BT] x [BT, BC], fewer registers, and the per-chunk vectors stored as vectors.
-        to_rel = tl.where(lower, 1.0, 0.0) - tl.where(first_half, 1.0, 0.0)
-        rel = tl.dot(to_rel.to(g_c.dtype), g_c, input_precision=SCAN_PRECISION)
-        if SCALE_QK:
-            rows_16 = tl.arange(0, 16)
-            ends = tl.where((rows[None, :] < BT // 2) | (rows_16[:, None] >= 8), 1.0, 0.0)  # [16, BT]
-            sums = tl.dot(ends.to(g_c.dtype), g_c, input_precision=SCAN_PRECISION)  # [16, BC]
-            b_mid_v = tl.max(tl.where(rows_16[:, None] < 8, sums, float("-inf")), axis=0)
-            b_last_v = tl.max(tl.where(rows_16[:, None] >= 8, sums, float("-inf")), axis=0)
-            vector_offsets = (n * tl.cdiv(T, BT) + i_r) * K + cols
-            tl.store(to_mid + vector_offsets, tl.exp(b_mid_v), mask=cols < K)
-            tl.store(mid_to_end + vector_offsets, tl.exp(b_last_v - b_mid_v), mask=cols < K)
+    if BR == BT:
+        # One chunk: b - b_mid in one product (+1 for the rows up to i, -1 for the first half), and b_mid, b_last
+        # as vectors from a product with 16 rows (8 of the first half's indicator, 8 of ones). Two products
+        # instead of three of [BT, BT] x [BT, BC], and fewer registers (112 instead of 191 at 8 warps on an H200),
+        # so that two programs share a multiprocessor.
+        rel = tl.dot((tl.where(lower, 1.0, 0.0) - tl.where(first_half, 1.0, 0.0)).to(g_c.dtype), g_c,
+                     input_precision=SCAN_PRECISION)
+        rows_16 = tl.arange(0, 16)
+        ends = tl.where((rows[None, :] < BT // 2) | (rows_16[:, None] >= 8), 1.0, 0.0)  # [16, BT]
+        sums = tl.dot(ends.to(g_c.dtype), g_c, input_precision=SCAN_PRECISION)  # [16, BC]
+        b_mid = tl.max(tl.where(rows_16[:, None] < 8, sums, float("-inf")), axis=0)
+        b_last = tl.max(tl.where(rows_16[:, None] >= 8, sums, float("-inf")), axis=0)
+        vector_offsets = (n * tl.cdiv(T, BT) + i_r) * K + cols
+        tl.store(to_mid + vector_offsets, tl.exp(b_mid), mask=cols < K)
+        tl.store(mid_to_end + vector_offsets, tl.exp(b_last - b_mid), mask=cols < K)
     else:
         b = tl.dot(tl.where(lower, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
         b_mid = tl.dot(tl.where(first_half, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+        b_last = tl.dot(tl.where(same_chunk, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
         rel = b - b_mid
-        if SCALE_QK:
-            b_last = tl.dot(tl.where(same_chunk, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
-            tl.store(to_mid + chunk_offsets, tl.exp(b_mid), mask=first_row)
-            tl.store(mid_to_end + chunk_offsets, tl.exp(b_last - b_mid), mask=first_row)
-    if SCALE_QK:
-        q_c = tl.load(q + offsets, mask=mask, other=0.0).to(tl.float32)
-        k_c = tl.load(k + offsets, mask=mask, other=0.0).to(tl.float32)
-        tl.store(q_mid + offsets, (q_c * tl.exp(rel)).to(q_mid.dtype.element_ty), mask=mask)
-        tl.store(k_mid + offsets, (k_c * tl.exp(-rel)).to(k_mid.dtype.element_ty), mask=mask)
+        tl.store(to_mid + chunk_offsets, tl.exp(b_mid), mask=first_row)
+        tl.store(mid_to_end + chunk_offsets, tl.exp(b_last - b_mid), mask=first_row)
+    q_c = tl.load(q + offsets, mask=mask, other=0.0).to(tl.float32)
+    k_c = tl.load(k + offsets, mask=mask, other=0.0).to(tl.float32)
+    tl.store(q_mid + offsets, (q_c * tl.exp(rel)).to(q_mid.dtype.element_ty), mask=mask)
+    tl.store(k_mid + offsets, (k_c * tl.exp(-rel)).to(k_mid.dtype.element_ty), mask=mask)
 
     g_c = g_c.to(tl.float32)
-    if ROW_FLAGS:
-        # Flags per row (a reduction inside each warp), written by predicated atomics where a row found something:
-        # no reduction over the whole tile (through shared memory, with barriers), and no atomics when all is well.
+    bad = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), 1, 0))  # +inf is > 0
+    flags = tl.max(tl.where(tl.abs(rel) > MAX_EXPONENT, OUT_OF_RANGE, 0))
+    if bad != 0:  # rare: then say which fault, and keep the largest positive gate for the error message
         nonfinite = (g_c != g_c) | (tl.abs(g_c) == float("inf"))
         positive = (g_c > 0) & ~nonfinite
-        gate_rows = tl.reduce(tl.where(nonfinite, NONFINITE_GATES, 0) | tl.where(positive, POSITIVE_GATES, 0), 1,
-                              bit_or)
-        range_rows = tl.max(tl.where(tl.abs(rel) > MAX_EXPONENT, OUT_OF_RANGE, 0), axis=1)
-        largest_rows = tl.max(tl.where(positive, g_c, 0.0), axis=1)  # positive floats order like their bit patterns
-        tl.atomic_or(status + SECOND_PASS + 0 * gate_rows, gate_rows, mask=gate_rows != 0)
-        tl.atomic_or(status + SECOND_PASS + 0 * range_rows, range_rows, mask=range_rows != 0)
-        tl.atomic_max(status + 2 + 0 * gate_rows, largest_rows.to(tl.int32, bitcast=True), mask=largest_rows > 0)
-    else:
-        bad = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), 1, 0))  # +inf is > 0
-        flags = tl.max(tl.where(tl.abs(rel) > MAX_EXPONENT, OUT_OF_RANGE, 0))
-        if bad != 0:  # rare: then say which fault, and keep the largest positive gate for the error message
-            nonfinite = (g_c != g_c) | (tl.abs(g_c) == float("inf"))
-            positive = (g_c > 0) & ~nonfinite
-            flags |= tl.max(tl.where(nonfinite, NONFINITE_GATES, 0)) | tl.max(tl.where(positive, POSITIVE_GATES, 0))
-            # positive floats order like their bit patterns
-            tl.atomic_max(status + 2, tl.max(tl.where(positive, g_c, 0.0)).to(tl.int32, bitcast=True))
-        if flags != 0:
-            tl.atomic_or(status + SECOND_PASS, flags)
+        flags |= tl.max(tl.where(nonfinite, NONFINITE_GATES, 0)) | tl.max(tl.where(positive, POSITIVE_GATES, 0))
+        # positive floats order like their bit patterns
+        tl.atomic_max(status + 2, tl.max(tl.where(positive, g_c, 0.0)).to(tl.int32, bitcast=True))
+    if flags != 0:
+        tl.atomic_or(status + SECOND_PASS, flags)
 
 
 # Launch settings per gate kind: value block, warps, pipeline stages, tensor descriptors; tuned on an H200 at
@@ -413,10 +280,6 @@ def gla_prepare_kernel(
 # so there the whole value dimension goes to one program.
 DEFAULT_LAUNCH = {0: (64, 4, 4, True), 1: (64, 4, 4, True), 2: (64, 4, 4, True)}
 PREPARE_NUM_WARPS, PREPARE_BLOCK_K = 8, 64
-PREPARE_REL = True  # gla_prepare_kernel: b - b_mid in one product, the per-chunk decays as vectors
-PREPARE_ROW_FLAGS = False  # gla_prepare_kernel's flags per row through predicated atomics
-GLA_FUSED = False  # GLA in one kernel (the gate work inside the loop) rather than a prepare kernel and the loop
-FUSED_NUM_WARPS, FUSED_STAGES, FUSED_BLOCK_K = 4, 3, 64
 MAX_HEAD_DIM = 128
 NORM_ON_TENSOR_CORES = True  # the normalizer's sums as tensor-core products (else row and column sums)
 CHUNK_FOR_STRONG_GATES = 16  # GLA's second pass: the smallest chunk, whose factors span 8 gates
@@ -424,9 +287,9 @@ SHARED_MEMORY_FOR_STAGES = 192 * 1024  # of an H100's / H200's 227 KB per block;
 NORM_TC_SHARED_MEMORY = 32 * 1024  # what the normalizer's tensor-core operands take from the stages
 
 
-def pipeline_stages(stages, BT, BK, BV, itemsize, budget=SHARED_MEMORY_FOR_STAGES, gate_itemsize=0):
+def pipeline_stages(stages, BT, BK, BV, itemsize, budget=SHARED_MEMORY_FOR_STAGES):
     """At most `stages` copies of a chunk's tiles in flight, as many as fit in `budget` bytes of shared memory."""
-    chunk_bytes = BT * (2 * BK + BV) * itemsize + BT * BK * gate_itemsize
+    chunk_bytes = BT * (2 * BK + BV) * itemsize
     return max(1, min(stages, budget // chunk_bytes))
 
 
@@ -455,8 +318,7 @@ def _ensure_allocator():
 
 def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, initial_state=None, initial_nu=None,
                         normalize=False, eps=0.0, output_final_state=False, block_v=None, num_warps=None,
-                        num_stages=None, status=None, tma=None, norm_tc=None, fused=None, warp_specialize=None,
-                        row_flags=None):
+                        num_stages=None, status=None, tma=None, norm_tc=None):
     """Launch the kernels on validated [..., T, K] / [..., T, V] tensors of one dtype and device.
 
     gate: GATE_NONE, GATE_SCALAR (gates: float32 log-decays [H], or [1] for one decay) or GATE_VECTOR
@@ -467,7 +329,6 @@ def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, ini
     initial_state [..., K, V] and initial_nu [..., K] are float32 or None.
     tma: read through tensor descriptors (None: the gate kind's default, where the GPU and the shapes allow).
     norm_tc: the normalizer's sums on the tensor cores (None: except for float16, whose range nu can pass).
-    fused: GLA in one kernel, the gate work inside the loop (None: GLA_FUSED), else a prepare kernel first.
     Returns (o [..., T, V], final state or None, final nu or None).
     """
     # The interpreter also multiplies the vector-gate factors of pairs above the diagonal, which may overflow
@@ -475,12 +336,11 @@ def chunk_gated_forward(q, k, v, gate, gates=None, scale=1.0, chunk_size=64, ini
     quiet = interpreted() and gate == GATE_VECTOR
     with np.errstate(over="ignore", invalid="ignore", divide="ignore") if quiet else contextlib.nullcontext():
         return _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps,
-                       output_final_state, block_v, num_warps, num_stages, status, tma, norm_tc, fused,
-                       warp_specialize, row_flags)
+                       output_final_state, block_v, num_warps, num_stages, status, tma, norm_tc)
 
 
 def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, normalize, eps, output_final_state,
-            block_v, num_warps, num_stages, status, tma, norm_tc, fused, warp_specialize, row_flags):
+            block_v, num_warps, num_stages, status, tma, norm_tc):
     *lead, T, K = q.shape
     V = v.shape[-1]
     N = math.prod(lead)
@@ -520,40 +380,12 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
             K=K, V=V, BT=BT, BK=BK, BV=BV, GATE=gate, NORMALIZE=normalize, NORM_TC=bool(norm_tc),
             GUARD=guard,
             USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state, TMA=use_tma,
-            WARP_SPECIALIZE=bool(warp_specialize),
             num_warps=num_warps or default_warps,
             num_stages=num_stages or pipeline_stages(default_stages, BT, BK, BV, q.element_size(), stage_memory),
         )
 
     if gate != GATE_VECTOR:
         loop(q, k, gates, unused, chunk_size, False)
-    elif GLA_FUSED if fused is None else fused:
-        g = gates.reshape(N, T, K).contiguous()
-        if g.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            g = g.float()
-        use_tma = (default_tma if tma is None else tma) and tma_usable(q, k, v, o, g)
-        if use_tma and not interpreted():
-            _ensure_allocator()
-        KH = min(BK, FUSED_BLOCK_K)
-        scan = "ieee" if g.dtype == torch.float32 else "tf32"
-        # With a status: before each pass, the checks (gla_prepare_kernel reading g alone); the second pass, with
-        # chunks of 16, does work only where the first found chunks out of range. The kernels read the flags.
-        for BT, second in ((chunk_size, False), (CHUNK_FOR_STRONG_GATES, True))[:2 if status is not None else 1]:
-            if status is not None:
-                BR, BC = max(BT, 64), min(BK, PREPARE_BLOCK_K)
-                gla_prepare_kernel[(triton.cdiv(T, BR), N, triton.cdiv(K, BC))](
-                    unused, unused, g, unused, unused, unused, unused, status, T, K=K, BT=BT, BR=BR, BC=BC,
-                    MAX_EXPONENT=MAX_GATE_EXPONENT, SCAN_PRECISION=scan, SECOND_PASS=second, SCALE_QK=False,
-                    ROW_FLAGS=PREPARE_ROW_FLAGS if row_flags is None else row_flags,
-                    num_warps=PREPARE_NUM_WARPS)
-            stages = pipeline_stages(FUSED_STAGES, BT, BK, BV, q.element_size(), gate_itemsize=g.element_size())
-            gla_fused_fwd_kernel[(triton.cdiv(V, BV), N)](
-                q, k, v, o, g, initial_state if initial_state is not None else unused,
-                state1 if state1 is not None else unused, status if status is not None else unused,
-                T, float(scale), K=K, V=V, BT=BT, KH=KH, NK=BK // KH, BV=BV, GUARD=second,
-                USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state, TMA=use_tma,
-                WIDE=q.dtype == torch.float16, SCAN_PRECISION=scan,
-                num_warps=num_warps or FUSED_NUM_WARPS, num_stages=num_stages or stages)
     else:
         g = gates.reshape(N, T, K).contiguous()
         if g.dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -572,8 +404,7 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
             gla_prepare_kernel[(triton.cdiv(T, BR), N, triton.cdiv(K, BC))](
                 q, k, g, q_mid, k_mid, to_mid, mid_to_end, flags, T, K=K, BT=BT, BR=BR, BC=BC,
                 MAX_EXPONENT=MAX_GATE_EXPONENT, SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32",
-                SECOND_PASS=second, ROW_FLAGS=PREPARE_ROW_FLAGS if row_flags is None else row_flags,
-                REL=PREPARE_REL, num_warps=PREPARE_NUM_WARPS)
+                SECOND_PASS=second, num_warps=PREPARE_NUM_WARPS)
             loop(q_mid, k_mid, to_mid, mid_to_end, BT, second)
     o = o.reshape(*lead, T, V)
     if not output_final_state:
