@@ -293,6 +293,16 @@ def pipeline_stages(stages, BT, BK, BV, itemsize, budget=SHARED_MEMORY_FOR_STAGE
     return max(1, min(stages, budget // chunk_bytes))
 
 
+def _cdiv(a, b):
+    """triton.cdiv and triton.next_power_of_2 in plain Python: Triton 3.9's are constexpr functions whose
+    wrapper costs microseconds per host call, and GLA's wrapper makes a dozen such calls."""
+    return -(-a // b)
+
+
+def _next_power_of_2(n):
+    return 1 << (n - 1).bit_length() if n > 1 else 1
+
+
 def interpreted():
     """True when the kernels were defined under TRITON_INTERPRET=1 and so run in numpy on the CPU."""
     return not isinstance(chunk_gated_fwd_kernel, triton.runtime.JITFunction)
@@ -344,11 +354,11 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
     *lead, T, K = q.shape
     V = v.shape[-1]
     N = math.prod(lead)
-    BK = max(16, triton.next_power_of_2(K))  # tl.dot needs tiles of 16 or more
+    BK = max(16, _next_power_of_2(K))  # tl.dot needs tiles of 16 or more
     default_block_v, default_warps, default_stages, default_tma = DEFAULT_LAUNCH[int(gate)]
     if block_v is None:
         block_v = MAX_HEAD_DIM if interpreted() else default_block_v
-    BV = max(16, min(triton.next_power_of_2(block_v), triton.next_power_of_2(V)))
+    BV = max(16, min(_next_power_of_2(block_v), _next_power_of_2(V)))
     if norm_tc is None:
         norm_tc = NORM_ON_TENSOR_CORES and q.dtype != torch.float16
     stage_memory = SHARED_MEMORY_FOR_STAGES - (NORM_TC_SHARED_MEMORY if normalize and norm_tc else 0)
@@ -368,7 +378,7 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
         use_tma = (default_tma if tma is None else tma) and tma_usable(q, k, v, o)
         if use_tma and not interpreted():
             _ensure_allocator()
-        grid = (triton.cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q, k in L2
+        grid = (_cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q, k in L2
         chunk_gated_fwd_kernel[grid](
             q, k, v, o, gates if gate != GATE_NONE else unused, gate_end,
             initial_state if initial_state is not None else unused,
@@ -399,9 +409,9 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
         # only where the first found chunks out of range (the kernels read the flags: the host never waits)
         for BT, second in ((chunk_size, False), (CHUNK_FOR_STRONG_GATES, True))[:2 if status is not None else 1]:
             BR = max(BT, 64)  # rows per prepare program: chunks of 16 and 32 go four and two to a program
-            to_mid, mid_to_end = (torch.empty(N, triton.cdiv(T, BT), K, dtype=torch.float32, device=q.device)
+            to_mid, mid_to_end = (torch.empty(N, _cdiv(T, BT), K, dtype=torch.float32, device=q.device)
                                   for _ in range(2))
-            gla_prepare_kernel[(triton.cdiv(T, BR), N, triton.cdiv(K, BC))](
+            gla_prepare_kernel[(_cdiv(T, BR), N, _cdiv(K, BC))](
                 q, k, g, q_mid, k_mid, to_mid, mid_to_end, flags, T, K=K, BT=BT, BR=BR, BC=BC,
                 MAX_EXPONENT=MAX_GATE_EXPONENT, SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32",
                 SECOND_PASS=second, num_warps=PREPARE_NUM_WARPS)
