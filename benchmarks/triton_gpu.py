@@ -170,7 +170,7 @@ def compare_variants(old, rounds=5, lengths=(8192, 32768)):
 
         def with_prepare(fn, **settings):  # gla_prepare_kernel's module-level settings for one call
             def call():
-                saved = {name: getattr(kernel, prepare[key]) for key, name in settings.items()}
+                saved = {key: getattr(kernel, prepare[key]) for key in settings}
                 for key, value in settings.items():
                     setattr(kernel, prepare[key], value)
                 try:
