@@ -221,6 +221,10 @@ def gla_prepare_kernel(
     offsets = n * T * K + t[:, None] * K + cols[None, :]
     mask = (t < T)[:, None] & (cols < K)[None, :]
     g_c = tl.load(g + offsets, mask=mask, other=0.0)  # rows past the end hold 0: they keep b at its last value
+    # q and k are read here, with g, so that the three reads are in flight together: loaded after the products,
+    # they waited behind the stores of the per-chunk vectors (the compiler keeps loads after earlier stores)
+    q_c = tl.load(q + offsets, mask=mask, other=0.0)
+    k_c = tl.load(k + offsets, mask=mask, other=0.0)
 
     # Cumulative sums as products with matrices of ones (lower triangle; first half of the columns; all, each
     # within its chunk): the tensor cores do in one step what a scan across threads does in many. With several
@@ -238,8 +242,8 @@ def gla_prepare_kernel(
     if BR == BT:
         # One chunk: b - b_mid in one product (+1 for the rows up to i, -1 for the first half), and b_mid, b_last
         # as vectors from a product with 16 rows (8 of the first half's indicator, 8 of ones). Two products
-        # instead of three of [BT, BT] x [BT, BC], and fewer registers (112 instead of 191 at 8 warps on an H200),
-        # so that two programs share a multiprocessor.
+        # instead of three of [BT, BT] x [BT, BC], and fewer registers (80 instead of 124 a thread at 8 warps, as
+        # Triton compiles it for Hopper), so that three programs share a multiprocessor instead of two.
         rel = tl.dot((tl.where(lower, 1.0, 0.0) - tl.where(first_half, 1.0, 0.0)).to(g_c.dtype), g_c,
                      input_precision=SCAN_PRECISION)
         rows_16 = tl.arange(0, 16)
@@ -257,10 +261,8 @@ def gla_prepare_kernel(
         rel = b - b_mid
         tl.store(to_mid + chunk_offsets, tl.exp(b_mid), mask=first_row)
         tl.store(mid_to_end + chunk_offsets, tl.exp(b_last - b_mid), mask=first_row)
-    q_c = tl.load(q + offsets, mask=mask, other=0.0).to(tl.float32)
-    k_c = tl.load(k + offsets, mask=mask, other=0.0).to(tl.float32)
-    tl.store(q_mid + offsets, (q_c * tl.exp(rel)).to(q_mid.dtype.element_ty), mask=mask)
-    tl.store(k_mid + offsets, (k_c * tl.exp(-rel)).to(k_mid.dtype.element_ty), mask=mask)
+    tl.store(q_mid + offsets, (q_c.to(tl.float32) * tl.exp(rel)).to(q_mid.dtype.element_ty), mask=mask)
+    tl.store(k_mid + offsets, (k_c.to(tl.float32) * tl.exp(-rel)).to(k_mid.dtype.element_ty), mask=mask)
 
     g_c = g_c.to(tl.float32)
     bad = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), 1, 0))  # +inf is > 0
