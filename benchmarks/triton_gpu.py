@@ -166,30 +166,41 @@ def compare_variants(old, rounds=5, lengths=(8192, 32768)):
         lin = dict(feature_map=None, normalize=False)
         nrm = dict(feature_map=None, normalize=True)
         qp, kp = ref.elu_plus_one(q), ref.elu_plus_one(k)
+        prepare = {"warps": "PREPARE_NUM_WARPS", "block_k": "PREPARE_BLOCK_K"}
+
+        def with_prepare(fn, **settings):  # gla_prepare_kernel's module-level settings for one call
+            def call():
+                saved = {key: getattr(kernel, prepare[key]) for key in settings}
+                for key, value in settings.items():
+                    setattr(kernel, prepare[key], value)
+                try:
+                    return fn()
+                finally:
+                    for key, value in saved.items():
+                        setattr(kernel, prepare[key], value)
+            return call
+
         out = {
             "linear old": lambda: old.linear_attention_chunk(q, k, v, **lin),
             "linear new": lambda: lt.linear_attention_chunk(q, k, v, **lin),
             "normalized old": lambda: old.linear_attention_chunk(qp, kp, v, **nrm),
-            "normalized new (sums on tensor cores)": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm),
-            "normalized new, row/column sums": lambda: lt.kernel.chunk_gated_forward(
-                qp, kp, v, kernel.GATE_NONE, None, D ** -0.5, 64, normalize=True, norm_tc=False),
-            "normalized new, 3 stages": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm, num_stages=3),
-            "normalized new, 5 stages": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm, num_stages=5),
-            "retention old (gamma copied from pageable memory)": lambda: old.retention_chunk(q, k, v, gamma),
-            "retention new (log gamma cached on the GPU)": lambda: lt.retention_chunk(q, k, v, gamma),
-            "retention new, log gamma already on the GPU": lambda: lt.kernel.chunk_gated_forward(
-                q, k, v, kernel.GATE_SCALAR, log_gamma, D ** -0.5, 64),
-            "retention new, 3 stages": lambda: lt.retention_chunk(q, k, v, gamma, num_stages=3),
-            "gla checked old (host wait)": lambda: old.gla_chunk(q, k, v, g),
-            "gla checked new (no wait)": lambda: lt.gla_chunk(q, k, v, g),
+            "normalized new": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm),
+            "retention old": lambda: old.retention_chunk(q, k, v, gamma),
+            "retention new": lambda: lt.retention_chunk(q, k, v, gamma),
+            "gla checked old (three products in prepare)": lambda: old.gla_chunk(q, k, v, g),
+            "gla checked new (b - b_mid in one product)": lambda: lt.gla_chunk(q, k, v, g),
             "gla unchecked old": lambda: old.gla_chunk(q, k, v, g, validate_gates=False),
             "gla unchecked new": lambda: lt.gla_chunk(q, k, v, g, validate_gates=False),
+            "gla unchecked new, prepare 32 features": with_prepare(
+                lambda: lt.gla_chunk(q, k, v, g, validate_gates=False), block_k=32),
+            "gla unchecked new, prepare 32 features 4 warps": with_prepare(
+                lambda: lt.gla_chunk(q, k, v, g, validate_gates=False), block_k=32, warps=4),
+            "gla unchecked new, loop 3 stages": lambda: lt.gla_chunk(q, k, v, g, validate_gates=False, num_stages=3),
         }
         return out
     rows = []
     for T in lengths:
         q, k, v, g, gamma = inputs(T)
-        log_gamma = gamma.log().float().to(DEVICE)
         calls = variants(q, k, v, g, gamma)
         times = {name: [] for name in calls}
         for name, fn in calls.items():  # compile and warm up outside the rounds
@@ -201,7 +212,7 @@ def compare_variants(old, rounds=5, lengths=(8192, 32768)):
         for name, ts in times.items():
             ts_sorted = sorted(ts)
             rows.append({"T": T, "variant": name, "times": ts, "median": ts_sorted[len(ts) // 2]})
-            log(f"compare T={T:6d} {name:40s} median {ts_sorted[len(ts) // 2]:.4f}  "
+            log(f"compare T={T:6d} {name:48s} median {ts_sorted[len(ts) // 2]:.4f}  "
                 f"min {ts_sorted[0]:.4f} max {ts_sorted[-1]:.4f}  ({', '.join(f'{t:.3f}' for t in ts)})")
         lt.raise_gate_errors()
         del q, k, v, g
@@ -227,8 +238,8 @@ SWEEP = {
     "linear (normalized)": [launch(64, 64, 4, 4), launch(64, 64, 4, 3), launch(64, 64, 4, 4, tma=False)],
     "retention": [launch(64, 64, 4, 3), launch(64, 64, 4, 4), launch(64, 64, 4, 3, tma=False),
                   launch(64, 64, 4, 4, tma=False)],
-    "gla": [launch(64, 64, 4, 3), launch(64, 64, 4, 4), launch(64, 64, 4, 3, tma=False),
-            launch(64, 64, 4, 3, prepare_warps=4), launch(64, 64, 4, 3, prepare_warps=8, prepare_block_k=32)],
+    "gla": [launch(64, 64, 4, 4), launch(64, 64, 4, 3), launch(64, 64, 4, 4, prepare_block_k=32),
+            launch(64, 64, 4, 4, prepare_warps=4)],
 }
 PREPARE_SETTINGS = {"prepare_warps": "PREPARE_NUM_WARPS", "prepare_block_k": "PREPARE_BLOCK_K"}
 

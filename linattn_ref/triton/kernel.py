@@ -19,7 +19,8 @@ The chunks must be walked in order, so whatever does not need the state is best 
 - vector gate: the decays differ per chunk and per key feature (cumulative sums and exponentials).
   `gla_prepare_kernel` computes them for all chunks at once, in parallel, and hands the loop queries and
   keys already scaled, so that the loop is the no-gate one plus two row scalings of the state. (Doing that
-  work inside the loop instead, with no prepare pass, was 2.5x slower on an H200: it sits on the serial path.)
+  work inside the loop instead, with no prepare pass, was slower on an H200 in every form tried: it sits on
+  the serial path, and its tiles spill registers; benchmarks/NOTES_triton.md, third round.)
 
 On Hopper the loop reads its tiles through tensor descriptors, made inside the kernel (no host-side cost):
 the copy engine (TMA) moves whole tiles while the threads compute, where rows are 16-byte aligned.
@@ -220,34 +221,52 @@ def gla_prepare_kernel(
     offsets = n * T * K + t[:, None] * K + cols[None, :]
     mask = (t < T)[:, None] & (cols < K)[None, :]
     g_c = tl.load(g + offsets, mask=mask, other=0.0)  # rows past the end hold 0: they keep b at its last value
+    # q and k are read here, with g, so that the three reads are in flight together: loaded after the products,
+    # they waited behind the stores of the per-chunk vectors (the compiler keeps loads after earlier stores)
+    q_c = tl.load(q + offsets, mask=mask, other=0.0)
+    k_c = tl.load(k + offsets, mask=mask, other=0.0)
 
     # Cumulative sums as products with matrices of ones (lower triangle; first half of the columns; all, each
-    # within its chunk): the tensor cores do in one step what a scan across threads does in many. All rows of
-    # one chunk in b_mid and b_last hold the same values, so they line up with b element by element.
+    # within its chunk): the tensor cores do in one step what a scan across threads does in many. With several
+    # chunks per program, all rows of one chunk in b_mid and b_last hold the same values, so they line up with b
+    # element by element.
     ones = tl.full([BR, BR], 1.0, g_c.dtype)
     if BR == BT:  # one chunk per program (the usual case): no masks for the chunks
-        lower, first_half, same_chunk = rows[:, None] >= rows[None, :], rows[None, :] < BT // 2, ones != 0
-        first_row = (rows[:, None] == 0) & (cols < K)[None, :]  # the per-chunk vectors, from one of the equal rows
-        chunk_offsets = (n * tl.cdiv(T, BT) + i_r) * K + cols[None, :] + 0 * rows[:, None]
+        lower, first_half = rows[:, None] >= rows[None, :], rows[None, :] < BT // 2
     else:
         same_chunk = rows[:, None] // BT == rows[None, :] // BT
         lower = same_chunk & (rows[:, None] >= rows[None, :])
         first_half = same_chunk & (rows[None, :] % BT < BT // 2)
         first_row = (t % BT == 0)[:, None] & mask
         chunk_offsets = (n * tl.cdiv(T, BT) + t[:, None] // BT) * K + cols[None, :]
-    b = tl.dot(tl.where(lower, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
-    b_mid = tl.dot(tl.where(first_half, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
-    b_last = tl.dot(tl.where(same_chunk, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
-    q_c = tl.load(q + offsets, mask=mask, other=0.0).to(tl.float32)
-    k_c = tl.load(k + offsets, mask=mask, other=0.0).to(tl.float32)
-    tl.store(q_mid + offsets, (q_c * tl.exp(b - b_mid)).to(q_mid.dtype.element_ty), mask=mask)
-    tl.store(k_mid + offsets, (k_c * tl.exp(b_mid - b)).to(k_mid.dtype.element_ty), mask=mask)
-    tl.store(to_mid + chunk_offsets, tl.exp(b_mid), mask=first_row)
-    tl.store(mid_to_end + chunk_offsets, tl.exp(b_last - b_mid), mask=first_row)
+    if BR == BT:
+        # One chunk: b - b_mid in one product (+1 for the rows up to i, -1 for the first half), and b_mid, b_last
+        # as vectors from a product with 16 rows (8 of the first half's indicator, 8 of ones). Two products
+        # instead of three of [BT, BT] x [BT, BC], and fewer registers (80 instead of 124 a thread at 8 warps, as
+        # Triton compiles it for Hopper), so that three programs share a multiprocessor instead of two.
+        rel = tl.dot((tl.where(lower, 1.0, 0.0) - tl.where(first_half, 1.0, 0.0)).to(g_c.dtype), g_c,
+                     input_precision=SCAN_PRECISION)
+        rows_16 = tl.arange(0, 16)
+        ends = tl.where((rows[None, :] < BT // 2) | (rows_16[:, None] >= 8), 1.0, 0.0)  # [16, BT]
+        sums = tl.dot(ends.to(g_c.dtype), g_c, input_precision=SCAN_PRECISION)  # [16, BC]
+        b_mid = tl.max(tl.where(rows_16[:, None] < 8, sums, float("-inf")), axis=0)
+        b_last = tl.max(tl.where(rows_16[:, None] >= 8, sums, float("-inf")), axis=0)
+        vector_offsets = (n * tl.cdiv(T, BT) + i_r) * K + cols
+        tl.store(to_mid + vector_offsets, tl.exp(b_mid), mask=cols < K)
+        tl.store(mid_to_end + vector_offsets, tl.exp(b_last - b_mid), mask=cols < K)
+    else:
+        b = tl.dot(tl.where(lower, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+        b_mid = tl.dot(tl.where(first_half, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+        b_last = tl.dot(tl.where(same_chunk, ones, 0.0), g_c, input_precision=SCAN_PRECISION)
+        rel = b - b_mid
+        tl.store(to_mid + chunk_offsets, tl.exp(b_mid), mask=first_row)
+        tl.store(mid_to_end + chunk_offsets, tl.exp(b_last - b_mid), mask=first_row)
+    tl.store(q_mid + offsets, (q_c.to(tl.float32) * tl.exp(rel)).to(q_mid.dtype.element_ty), mask=mask)
+    tl.store(k_mid + offsets, (k_c.to(tl.float32) * tl.exp(-rel)).to(k_mid.dtype.element_ty), mask=mask)
 
     g_c = g_c.to(tl.float32)
     bad = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), 1, 0))  # +inf is > 0
-    flags = tl.max(tl.where(tl.abs(b - b_mid) > MAX_EXPONENT, OUT_OF_RANGE, 0))
+    flags = tl.max(tl.where(tl.abs(rel) > MAX_EXPONENT, OUT_OF_RANGE, 0))
     if bad != 0:  # rare: then say which fault, and keep the largest positive gate for the error message
         nonfinite = (g_c != g_c) | (tl.abs(g_c) == float("inf"))
         positive = (g_c > 0) & ~nonfinite
@@ -274,6 +293,16 @@ def pipeline_stages(stages, BT, BK, BV, itemsize, budget=SHARED_MEMORY_FOR_STAGE
     """At most `stages` copies of a chunk's tiles in flight, as many as fit in `budget` bytes of shared memory."""
     chunk_bytes = BT * (2 * BK + BV) * itemsize
     return max(1, min(stages, budget // chunk_bytes))
+
+
+def _cdiv(a, b):
+    """triton.cdiv and triton.next_power_of_2 in plain Python: Triton 3.9's are constexpr functions whose
+    wrapper costs microseconds per host call, and GLA's wrapper makes a dozen such calls."""
+    return -(-a // b)
+
+
+def _next_power_of_2(n):
+    return 1 << (n - 1).bit_length() if n > 1 else 1
 
 
 def interpreted():
@@ -327,11 +356,11 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
     *lead, T, K = q.shape
     V = v.shape[-1]
     N = math.prod(lead)
-    BK = max(16, triton.next_power_of_2(K))  # tl.dot needs tiles of 16 or more
+    BK = max(16, _next_power_of_2(K))  # tl.dot needs tiles of 16 or more
     default_block_v, default_warps, default_stages, default_tma = DEFAULT_LAUNCH[int(gate)]
     if block_v is None:
         block_v = MAX_HEAD_DIM if interpreted() else default_block_v
-    BV = max(16, min(triton.next_power_of_2(block_v), triton.next_power_of_2(V)))
+    BV = max(16, min(_next_power_of_2(block_v), _next_power_of_2(V)))
     if norm_tc is None:
         norm_tc = NORM_ON_TENSOR_CORES and q.dtype != torch.float16
     stage_memory = SHARED_MEMORY_FOR_STAGES - (NORM_TC_SHARED_MEMORY if normalize and norm_tc else 0)
@@ -351,7 +380,7 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
         use_tma = (default_tma if tma is None else tma) and tma_usable(q, k, v, o)
         if use_tma and not interpreted():
             _ensure_allocator()
-        grid = (triton.cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q, k in L2
+        grid = (_cdiv(V, BV), N)  # value blocks of one sequence are neighbours, so they share q, k in L2
         chunk_gated_fwd_kernel[grid](
             q, k, v, o, gates if gate != GATE_NONE else unused, gate_end,
             initial_state if initial_state is not None else unused,
@@ -382,9 +411,9 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
         # only where the first found chunks out of range (the kernels read the flags: the host never waits)
         for BT, second in ((chunk_size, False), (CHUNK_FOR_STRONG_GATES, True))[:2 if status is not None else 1]:
             BR = max(BT, 64)  # rows per prepare program: chunks of 16 and 32 go four and two to a program
-            to_mid, mid_to_end = (torch.empty(N, triton.cdiv(T, BT), K, dtype=torch.float32, device=q.device)
+            to_mid, mid_to_end = (torch.empty(N, _cdiv(T, BT), K, dtype=torch.float32, device=q.device)
                                   for _ in range(2))
-            gla_prepare_kernel[(triton.cdiv(T, BR), N, triton.cdiv(K, BC))](
+            gla_prepare_kernel[(_cdiv(T, BR), N, _cdiv(K, BC))](
                 q, k, g, q_mid, k_mid, to_mid, mid_to_end, flags, T, K=K, BT=BT, BR=BR, BC=BC,
                 MAX_EXPONENT=MAX_GATE_EXPONENT, SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32",
                 SECOND_PASS=second, num_warps=PREPARE_NUM_WARPS)
