@@ -45,7 +45,7 @@ def progress(args):
     from .progress import progress
 
     try:
-        return progress(args.notebook_dir, timeout=args.timeout)
+        return progress(args.notebook_dir, timeout=args.timeout, fork=not args.plain_kernels)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -100,6 +100,9 @@ def parser():
                          f" notebooks, else {ops.RELEASE})")
     pr.add_argument("--timeout", type=int, default=None,
                     help=f"seconds a cell may run (default: {ops.CELL_TIMEOUT})")
+    pr.add_argument("--plain-kernels", action="store_true",
+                    help="start each kernel from scratch, as grading does, instead of forking it from a process that"
+                    " has already imported torch and the course's modules (slower; to compare)")
     pr.set_defaults(run=progress)
     return p
 
