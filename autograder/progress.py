@@ -13,7 +13,8 @@ notebook before it; `--plain-kernels` (fork=False) starts each one from scratch,
 With no folder named, the folder it is run from is checked when it holds notebooks (else the course's own
 `course/`). Checkpoints are left out, and so are copies of a notebook ("05_x-Copy1.ipynb", a backup folder):
 a copy is a notebook with the same graded cells as another; the one checked is the one named like its folder,
-then the least deep, then the newest. Two notebooks run at a time, each in its own kernel.
+then the least deep, then the newest. Two notebooks run at a time, the longest (most code) first, so that both
+workers finish at about the same time.
 """
 import os
 import shutil
@@ -160,6 +161,14 @@ def _name(path, target):
     return rel.parent.as_posix() if rel.parent.name == rel.name else rel.as_posix()
 
 
+def _code_size(path):
+    """Characters of code in a notebook (0 if it cannot be read): how long it runs, roughly."""
+    try:
+        return sum(len(c.source) for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    except Exception:
+        return 0
+
+
 def progress(target=None, timeout=None, stream=sys.stdout, jobs=JOBS, fork=True):
     """Check every notebook in `target` (default: see default_target) and print the table; returns 0 (1 if there
     was nothing to check). With `fork`, kernels are forked from a warm process (autograder.forkserver)."""
@@ -177,7 +186,7 @@ def progress(target=None, timeout=None, stream=sys.stdout, jobs=JOBS, fork=True)
     with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(paths))), **warm) as pool, \
             tqdm(total=len(paths), desc="checking", unit="nb", file=sys.stderr) as bar:
         futures = {pool.submit(_check_one, path, timeout or ops.CELL_TIMEOUT, fork): path
-                   for path in paths}
+                   for path in sorted(paths, key=_code_size, reverse=True)}  # the longest first: workers end together
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             bar.set_postfix_str(_name(futures[future], target))
