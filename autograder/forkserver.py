@@ -13,7 +13,8 @@ The worker is a child subreaper (Linux PR_SET_CHILD_SUBREAPER), so the kernel, o
 exits, becomes the worker's own child: the worker waits for it, reads its exit status and signals its process
 group exactly as it would a kernel started with Popen (ForkedKernel stands in for the Popen object). The kernel
 process then sets itself up as `python -m ipykernel_launcher -f CONNECTION_FILE ...` would be: a new session,
-the request's working folder (also in sys.path, where the server had its own), environment and argv; stdin
+the request's working folder (also in sys.path, where the server had its own), environment (JPY_PARENT_PID
+included, also in the server's, as jupyter_client's launcher sets it) and argv; stdin
 from /dev/null, fd 1 and 2 to the kernel's log, no other inherited file; the worker's limits (autograder.sandbox:
 dies with the worker, cgroup, RLIMIT_AS, RLIMIT_FSIZE); torch's and numpy's global generators seeded from the
 OS, as a new process seeds them (Python's `random` reseeds itself after a fork). Then it runs
@@ -200,7 +201,7 @@ class ForkServer:
         self.errors = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "autograder.forkserver", str(theirs.fileno()), str(os.getpid())],
-            pass_fds=[theirs.fileno()], env=self.env, cwd=self.home, stdin=subprocess.DEVNULL,
+            pass_fds=[theirs.fileno()], env=with_parent(self.env), cwd=self.home, stdin=subprocess.DEVNULL,
             stdout=self.errors, stderr=self.errors)
         theirs.close()
         self.sock = ours
@@ -267,6 +268,12 @@ def server_for(env):
         atexit.register(_server.close)
         multiprocessing.util.Finalize(_server, _server.close, exitpriority=0)  # a pool's worker skips atexit
     return _server
+
+
+def with_parent(env):
+    """`env` with what jupyter_client's launcher adds for a kernel it starts: JPY_PARENT_PID, this process (ipykernel
+    reads it when ipykernel.kernelapp is imported, in the server, and watches that process)."""
+    return {**env, "JPY_PARENT_PID": str(os.getpid())}
 
 
 def kernel_env():
@@ -345,7 +352,7 @@ class ForkingKernelManager(SandboxKernelManager):
         limits = partial(_limit_process, os.getpid(), self.cgroup, self.memory_limit_mb * 2**20,
                          self.max_file_mb * 2**20)
         try:
-            pid = server.spawn(kernel_cmd, env, cwd, self.runtime / "kernel.log", limits)
+            pid = server.spawn(kernel_cmd, with_parent(env), cwd, self.runtime / "kernel.log", limits)
         except (OSError, EOFError, RuntimeError) as err:  # the server is gone or broken: the usual way, from now on
             give_up(err)
             return await super()._async_launch_kernel(kernel_cmd, **kw)

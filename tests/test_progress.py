@@ -46,7 +46,8 @@ print(json.dumps({
     "main": (__name__, type(sys.modules["__main__"]).__name__),
     "signals": {s: str(signal.getsignal(getattr(signal, s))) for s in
                 ("SIGINT", "SIGTERM", "SIGCHLD", "SIGPIPE", "SIGXFSZ", "SIGHUP", "SIGUSR1", "SIGQUIT")},
-    "env": {k: v for k, v in os.environ.items() if not k.startswith("JPY_")},
+    "env": dict(os.environ),
+    "parent_poller": type(__import__("ipykernel.kernelapp").kernelapp.IPKernelApp.instance().poller).__name__,
     "matplotlib": [matplotlib.rcParams._get_backend_or_none(), "matplotlib_inline.backend_inline" in sys.modules],
     "torch": [torch.get_num_threads(), str(torch.get_default_dtype()), "triton" in sys.modules],
     "stdin_at_end": os.read(0, 1) == b"",
@@ -73,6 +74,7 @@ def test_a_forked_kernel_starts_as_a_new_kernel_would(tmp_path):
     path = notebook(tmp_path, "fingerprint", authoring.code(FINGERPRINT))
     plain, forked, again = fingerprint(path, False), fingerprint(path, True), fingerprint(path, True)
     assert forked["env"]["LINATTN_FAST"] == "1" and forked["fd_1_2"] == ["kernel.log"] * 2
+    assert forked["parent_poller"] == "ParentPollerUnix"  # it ends if its worker does, as a plain kernel
     draws = [fp.pop("random") for fp in (plain, forked, again)]
     assert forked == plain
     assert all(a != b for a, b in zip(draws[1], draws[2]))  # seeded from the OS, not the same for every kernel
