@@ -12,9 +12,9 @@ a kernel per request:
 The worker is a child subreaper (Linux PR_SET_CHILD_SUBREAPER), so the kernel, orphaned when the middle process
 exits, becomes the worker's own child: the worker waits for it, reads its exit status and signals its process
 group exactly as it would a kernel started with Popen (ForkedKernel stands in for the Popen object). The kernel
-process then sets itself up as `python -m ipykernel_launcher -f CONNECTION_FILE ...` would be: a new session,
-the request's working folder (also in sys.path, where the server had its own), environment (JPY_PARENT_PID
-included, also in the server's, as jupyter_client's launcher sets it) and argv; stdin
+process then sets itself up as `python -m ipykernel_launcher -f CONNECTION_FILE ...` would be: setsid() (its own
+process group), the request's working folder (also in sys.path, where the server had its own), environment
+(JPY_PARENT_PID included, also in the server's, as jupyter_client's launcher sets it) and argv; stdin
 from /dev/null, fd 1 and 2 to the kernel's log, no other inherited file; the worker's limits (autograder.sandbox:
 dies with the worker, cgroup, RLIMIT_AS, RLIMIT_FSIZE); torch's and numpy's global generators seeded from the
 OS, as a new process seeds them (Python's `random` reseeds itself after a fork). Then it runs

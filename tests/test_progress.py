@@ -52,7 +52,7 @@ print(json.dumps({
     "torch": [torch.get_num_threads(), str(torch.get_default_dtype()), "triton" in sys.modules],
     "stdin_at_end": os.read(0, 1) == b"",
     "fd_1_2": [os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) for fd in (1, 2)],
-    "session_leader": os.getsid(0) == os.getpid() == os.getpgid(0),
+    "group_leader": os.getsid(0) == os.getpid() == os.getpgid(0),
     "limits": [resource.getrlimit(r) for r in (resource.RLIMIT_AS, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE)],
     "pdeathsig": pdeathsig.value,
     "warnings": sorted(map(str, warnings.filters)),
