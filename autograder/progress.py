@@ -1,14 +1,20 @@
 """`python -m autograder progress [NOTEBOOK_DIR]`: which exercises of your notebooks pass, with points.
 
 Each notebook is copied to a temporary folder and run there top to bottom (your files are never changed, so save
-them first), in the same kernel set-up the grader uses; a graded cell is scored by nbgrader's own rule (an error
-or anything written to stderr scores 0). Hidden tests live only in the instructor's copy: a final grade can
-still be lower than what this shows.
+them first), in the same kernel set-up the grader uses, without the sandbox; a graded cell is scored by nbgrader's
+own rule (an error or anything written to stderr scores 0). Hidden tests live only in the instructor's copy: a
+final grade can still be lower than what this shows.
+
+Each notebook gets a fresh kernel of its own, forked from a process that has already imported torch and the
+course's modules (autograder.forkserver): starting a kernel the usual way costs about 2 s of CPU, most of what
+checking a short notebook costs. A forked kernel starts as a new one would and shares nothing with the
+notebook before it; `--plain-kernels` (fork=False) starts each one from scratch, as grading does.
 
 With no folder named, the folder it is run from is checked when it holds notebooks (else the course's own
 `course/`). Checkpoints are left out, and so are copies of a notebook ("05_x-Copy1.ipynb", a backup folder):
 a copy is a notebook with the same graded cells as another; the one checked is the one named like its folder,
-then the least deep, then the newest. Two notebooks run at a time, each in its own kernel.
+then the least deep, then the newest. Two notebooks run at a time, the longest (most code) first, so that both
+workers finish at about the same time.
 """
 import os
 import shutil
@@ -23,6 +29,7 @@ from tqdm import tqdm
 
 from . import nbgrader_ops as ops
 from .execute import ResilientExecute
+from .forkserver import ForkingKernelManager, kernel_env, prestart
 
 JOBS = 2  # notebooks run at once: one per core of a small laptop
 
@@ -70,15 +77,17 @@ def notebooks_in(target):
     return sorted(keep), copies
 
 
-def run_copy(path, timeout):
+def run_copy(path, timeout, fork=True):
     """The notebook at `path`, executed in a temporary folder with a copy of it and of the plain files next to it
-    (data files; not other notebooks, not subfolders)."""
+    (data files; not other notebooks, not subfolders). With `fork`, its kernel is forked from a warm process
+    (autograder.forkserver); else launched as grading launches it."""
     with tempfile.TemporaryDirectory(prefix="progress-") as tmp:
         for f in path.parent.iterdir():
             if f == path or (f.is_file() and f.suffix != ".ipynb"):
                 shutil.copy(f, tmp)
         nb = nbformat.read(Path(tmp) / path.name, as_version=4)
-        ResilientExecute(timeout=timeout, sandbox=False).preprocess(nb, {"metadata": {"path": tmp}})
+        manager = {"kernel_manager_class": ForkingKernelManager} if fork else {}
+        ResilientExecute(timeout=timeout, sandbox=False, **manager).preprocess(nb, {"metadata": {"path": tmp}})
     return nb
 
 
@@ -138,11 +147,13 @@ def table(results, copies=()):
     return "\n".join(lines)
 
 
-def _check_one(path, timeout):
+def _check_one(path, timeout, fork=True):
     """(graded rows, or the reason the notebook could not be checked) of one notebook; runs in a worker process."""
     try:
-        return graded_cells(run_copy(path, timeout))
+        return graded_cells(run_copy(path, timeout, fork))
     except Exception as err:  # a broken file: say so and go on with the others
+        if fork:  # a forked kernel that failed to start: the notebook gets a kernel started the usual way
+            return _check_one(path, timeout, fork=False)
         first_line = (str(err).strip().splitlines() or [""])[0]
         return f"{type(err).__name__}: {first_line}"
 
@@ -152,9 +163,27 @@ def _name(path, target):
     return rel.parent.as_posix() if rel.parent.name == rel.name else rel.as_posix()
 
 
-def progress(target=None, timeout=None, stream=sys.stdout, jobs=JOBS):
+def _start_worker(threads, fork):
+    """Set a worker up: its kernels' torch threads (unless OMP_NUM_THREADS is set), its fork server started."""
+    # Notebooks side by side, each with a thread pool as large as the machine, fought over the cores: torch's
+    # waiting threads spin. One thread per core each made the eleven notebooks cost 5 s less CPU (the checks
+    # run on one thread anyway: autograder.checks.checker.quiet).
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if fork:
+        prestart(kernel_env())
+
+
+def _code_size(path):
+    """Characters of code in a notebook (0 if it cannot be read): how long it runs, roughly."""
+    try:
+        return sum(len(c.source) for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    except Exception:
+        return 0
+
+
+def progress(target=None, timeout=None, stream=sys.stdout, jobs=JOBS, fork=True):
     """Check every notebook in `target` (default: see default_target) and print the table; returns 0 (1 if there
-    was nothing to check)."""
+    was nothing to check). With `fork`, kernels are forked from a warm process (autograder.forkserver)."""
     # The kernels import linattn_ref and autograder even where the course is not installed as a package, and
     # run in fast mode (notebook 10 trains a few steps only): progress is about the exercises' verdicts.
     os.environ.update({k: v for k, v in ops.nbgrader_env().items() if k in ("PATH", "PYTHONPATH", "LINATTN_FAST")})
@@ -165,9 +194,12 @@ def progress(target=None, timeout=None, stream=sys.stdout, jobs=JOBS):
         return 1
     print(f"checking {len(paths)} notebook{'s' if len(paths) != 1 else ''} in {target.resolve()}", file=sys.stderr)
     results = {}
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(paths)))) as pool, \
+    workers = max(1, min(jobs, len(paths)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(threads, fork)) as pool, \
             tqdm(total=len(paths), desc="checking", unit="nb", file=sys.stderr) as bar:
-        futures = {pool.submit(_check_one, path, timeout or ops.CELL_TIMEOUT): path for path in paths}
+        futures = {pool.submit(_check_one, path, timeout or ops.CELL_TIMEOUT, fork): path
+                   for path in sorted(paths, key=_code_size, reverse=True)}  # the longest first: workers end together
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             bar.set_postfix_str(_name(futures[future], target))
