@@ -42,12 +42,21 @@ import threading
 import time
 import traceback
 from functools import partial
+from pathlib import Path
 
 from .sandbox import SandboxKernelManager, _limit_process
 
+
 # What a course notebook imports in its first cell, imported once by the server (triton left out: see above).
+def _viz_modules():
+    """The notebooks' picture modules, found as they are named (linattn_ref.viz.nbNN_topic), but those that import
+    triton (see above)."""
+    folder = Path(__file__).resolve().parent.parent / "linattn_ref" / "viz"
+    return tuple(f"linattn_ref.viz.{p.stem}" for p in sorted(folder.glob("nb*.py")) if "triton" not in p.read_text())
+
+
 WARM = ("ipykernel.kernelapp", "ipykernel.ipkernel", "numpy", "torch", "matplotlib", "matplotlib.pyplot",
-        "ipywidgets", "linattn_ref", "autograder.checks", *(f"linattn_ref.viz.nb{n:02d}" for n in range(1, 9)))
+        "ipywidgets", "linattn_ref", "autograder.checks", *_viz_modules())
 INLINE = "module://matplotlib_inline.backend_inline"  # what ipykernel sets MPLBACKEND to when it is unset
 PR_SET_CHILD_SUBREAPER = 36
 REPARENT_WAIT_S = 10  # longest a forked kernel waits to become the worker's child
@@ -285,6 +294,8 @@ def give_up(why):
     """No more forked kernels in this process (`why` is kept in `_failed`)."""
     global _server, _failed
     _failed = str(why)
+    print(f"progress: kernels start the usual way from now on (slower): the fork server failed: {why}",
+          file=sys.stderr)
     if _server is not None:
         _server.close()
         _server = None

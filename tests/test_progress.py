@@ -9,7 +9,7 @@ import psutil
 import pytest
 from test_grading import NB01, TIMEOUT, answer, source
 
-from autograder import authoring, forkserver, progress
+from autograder import forkserver, progress, scaffold
 from autograder import nbgrader_ops as ops
 
 
@@ -28,7 +28,7 @@ def kernel_env(monkeypatch):
 def notebook(folder, name, *cells):
     path = folder / name / f"{name}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
-    authoring.write_notebook(list(cells), path)
+    scaffold.write_notebook(list(cells), path)
     return path
 
 
@@ -70,9 +70,18 @@ def fingerprint(path, fork):
     return json.loads(outputs[0].text)
 
 
+def test_the_server_warms_every_module_the_notebooks_import_first():
+    import importlib.util
+
+    assert all(importlib.util.find_spec(name) for name in forkserver.WARM), forkserver.WARM
+    assert "linattn_ref.viz.nb01_causal_masks" in forkserver.WARM
+    assert not any("triton" in name for name in forkserver.WARM)  # notebook 09 sets TRITON_INTERPRET first
+
+
 def test_a_forked_kernel_starts_as_a_new_kernel_would(tmp_path):
-    path = notebook(tmp_path, "fingerprint", authoring.code(FINGERPRINT))
+    path = notebook(tmp_path, "fingerprint", scaffold.code(FINGERPRINT))
     plain, forked, again = fingerprint(path, False), fingerprint(path, True), fingerprint(path, True)
+    assert forkserver._failed is None and forkserver._server is not None  # forked, not launched the usual way
     assert forked["env"]["LINATTN_FAST"] == "1" and forked["fd_1_2"] == ["kernel.log"] * 2
     assert forked["parent_poller"] == "ParentPollerUnix"  # it ends if its worker does, as a plain kernel
     draws = [fp.pop("random") for fp in (plain, forked, again)]
@@ -117,21 +126,21 @@ open("spoiled.txt", "w").write("x")
 
 def test_nothing_one_notebook_does_reaches_the_next(tmp_path):
     for name in ("first", "second"):  # each checks the state it starts in, then spoils it: in whatever order
-        notebook(tmp_path, name, authoring.tests(CLEAN, f"{name}_clean", 1), authoring.code(SPOIL),
-                 authoring.tests("assert builtins.SPOILED", f"{name}_spoiled", 1))
+        notebook(tmp_path, name, scaffold.tests(CLEAN, f"{name}_clean", 1), scaffold.code(SPOIL),
+                 scaffold.tests("assert builtins.SPOILED", f"{name}_spoiled", 1))
     printed = io.StringIO()
     assert progress.progress(tmp_path, timeout=TIMEOUT, stream=printed, jobs=1) == 0  # one worker: one server
     assert printed.getvalue().splitlines()[-1] == "total: 4 / 4 autograded points", printed.getvalue()
 
 
 def test_a_notebook_that_crashes_or_hangs_costs_only_its_own_cells(tmp_path):
-    after = authoring.tests("import torch\nassert torch.ones(2).sum() == 2", "after", 1)
-    notebook(tmp_path, "crash", authoring.tests("import os\nos._exit(1)", "exits", 1), after)
-    notebook(tmp_path, "loop", authoring.tests("while True:\n    pass", "loops", 1), after)
-    notebook(tmp_path, "stubborn", authoring.tests(
+    after = scaffold.tests("import torch\nassert torch.ones(2).sum() == 2", "after", 1)
+    notebook(tmp_path, "crash", scaffold.tests("import os\nos._exit(1)", "exits", 1), after)
+    notebook(tmp_path, "loop", scaffold.tests("while True:\n    pass", "loops", 1), after)
+    notebook(tmp_path, "stubborn", scaffold.tests(
         "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n    except BaseException:\n        pass",
         "ignores_interrupt", 1), after)
-    notebook(tmp_path, "fine", authoring.tests("assert 1 + 1 == 2", "fine", 1))
+    notebook(tmp_path, "fine", scaffold.tests("assert 1 + 1 == 2", "fine", 1))
     printed = io.StringIO()
     assert progress.progress(tmp_path, timeout=5, stream=printed) == 0
     lines = printed.getvalue().splitlines()
@@ -148,6 +157,6 @@ def test_without_a_fork_server_kernels_start_the_usual_way(tmp_path, monkeypatch
 
     monkeypatch.setattr(forkserver.ForkServer, "spawn", broken)
     monkeypatch.setattr(forkserver, "_failed", None)
-    path = notebook(tmp_path, "fine", authoring.tests("import torch\nassert torch.ones(2).sum() == 2", "fine", 1))
+    path = notebook(tmp_path, "fine", scaffold.tests("import torch\nassert torch.ones(2).sum() == 2", "fine", 1))
     assert progress.graded_cells(progress.run_copy(path, TIMEOUT, fork=True)) == [("fine", 1.0, 1.0, "")]
     assert "no torch" in forkserver._failed and forkserver._server is None
