@@ -1,11 +1,12 @@
 """Autograding end to end: the solution notebook of every assignment earns every autograded point, the
 untouched learner notebook earns none, and neither crashes the grading run.
 
-All assignments are graded in one course root (nbgrader's gradebook is one SQLite file, so one run),
-with two students: "solution" submits the source notebook, "untouched" the learner notebook as released.
+Two students, each graded in a course root of their own, side by side: "solution" submits the source notebook,
+"untouched" the learner notebook as released.
 Written answers are graded by hand and left out: the solution is compared with the autograded maximum.
 """
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
@@ -16,19 +17,31 @@ from autograder.grading import config_lines as grading_config
 ASSIGNMENTS = ops.assignments(ops.SOURCE)
 
 
-@pytest.fixture(scope="session")
-def grading(tmp_path_factory):
-    """Release and autograde everything once: (scores, failures) as nbgrader_ops returns them; prints the time."""
-    start = time.perf_counter()
-    # the configuration `python -m autograder grade` uses: verdicts reached outside the kernel (autograder.verdict)
-    root = ops.course_root(tmp_path_factory.mktemp("grading"), extra_config=grading_config(None, 4096))
+def _grade_one_student(folder, student):
+    """Release into a course root of its own, submit one student's notebooks, autograde them: (scores, failures).
+    The two students get separate roots (nbgrader's gradebook is one SQLite file a run holds), so they are
+    graded side by side."""
+    root = ops.course_root(folder, extra_config=grading_config(None, 4096))
     ops.generate(root)
     for assignment in ASSIGNMENTS:
         for source in ops.notebooks(ops.SOURCE / assignment):
-            ops.submit(root, "solution", assignment, source)
-            ops.submit(root, "untouched", assignment, root / "release" / assignment / source.name)
+            released = root / "release" / assignment / source.name
+            ops.submit(root, student, assignment, source if student == "solution" else released)
     failed = ops.autograde(root)
-    scores = ops.scores(root)
+    return ops.scores(root), failed
+
+
+@pytest.fixture(scope="session")
+def grading(tmp_path_factory):
+    """Release and autograde everything once, with the configuration `python -m autograder grade` uses (verdicts
+    reached outside the kernel, autograder.verdict): (scores, failures) as nbgrader_ops returns them."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each thread waits on its own nbgrader process
+        runs = [pool.submit(_grade_one_student, tmp_path_factory.mktemp(student), student)
+                for student in ("solution", "untouched")]
+        results = [run.result() for run in runs]
+    scores = {key: score for found, _ in results for key, score in found.items()}
+    failed = {key: log for _, lost in results for key, log in lost.items()}
     print(f"\nautograded {len(ASSIGNMENTS)} assignments x 2 students in {time.perf_counter() - start:.1f} s")
     return scores, failed
 

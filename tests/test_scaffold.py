@@ -70,7 +70,8 @@ def test_a_scaffold_passes_the_tests_as_written(repo):
     ids = f"example_sliding_window_variants or {LONG} or chunk_example or {NOTEBOOK} or 08_chunkwise"
     tests = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_checks.py",
                   "tests/test_checks_solutions.py", "tests/test_release.py", f"tests/test_viz_nb{NOTEBOOK}.py",
-                  "-k", f"{ids} or registry or named_after or every_exercise or bank_has"], repo)
+                  "-k", f"({ids} or registry or named_after or every_exercise or bank_has) and not committed_release"],
+                 repo)  # (the release itself was checked by `autograder release`, which the scaffold runs)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout.splitlines()[-1] and "failed" not in tests.stdout.splitlines()[-1]
     notebooks = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
