@@ -30,6 +30,7 @@ import nbformat
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_VERSION = 3
 NAME = re.compile(r"(\d\d)_([a-z][a-z0-9_]*)")
+STUB_IMPORTS = "from ..exercise import F32, F64, Case, Mistake, exercise, randn, strided"  # what the stubs use
 
 
 class ScaffoldError(ValueError):
@@ -113,7 +114,7 @@ def _rule(title):
     return f"# {'-' * max(8, min(64, 117 - len(title)))} {title}"
 
 
-def _exercise_cells(notebook, name, points):
+def _exercise_cells(name, points):
     return [
         md(f"""
 ### Exercise · `{name}` (EXAMPLE: replace it)
@@ -160,11 +161,11 @@ torch.set_printoptions(precision=4, sci_mode=False)
         md("## 1. EXAMPLE: the first idea\n\nEXAMPLE: one idea per section, the formula next to the code, a picture"
            " where a picture is clearer."),
         code("viz.plot_example()"),
-        *_exercise_cells(notebook, name, points),
+        *_exercise_cells(name, points),
     ]
 
 
-def _reference(name, module):
+def _reference(name):
     return f'''
 
 def {name}(x):
@@ -173,7 +174,7 @@ def {name}(x):
 '''
 
 
-def _checks_functions(name, module):
+def _checks_functions(name):
     return f'''
 
 {_rule(name + ' (EXAMPLE: replace it)')}
@@ -215,10 +216,10 @@ import torch
 
 from linattn_ref import {module}
 
-from ..exercise import F32, F64, Case, Mistake, exercise, randn, strided
+{STUB_IMPORTS}
 
 NOTEBOOK = "{notebook}"
-{_checks_functions(name, module)}
+{_checks_functions(name)}
 
 EXERCISES = [
 {_checks_entry(name, module, points)}]
@@ -324,17 +325,11 @@ def _check_names(notebook, name, root):
         if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower():
             raise ScaffoldError(f"exercise name {name!r}: expected a lower-case Python name, the name of the function"
                                 " the learner writes")
-        sys.path.insert(0, str(root))
-        try:
-            import linattn_ref
-            taken = hasattr(linattn_ref, name) and (root / "linattn_ref").resolve() == Path(
-                linattn_ref.__file__).parent.resolve()
-        finally:
-            sys.path.remove(str(root))
-        exists = any(re.search(rf"^def {name}\(", p.read_text(), re.M)
-                     for p in (root / "linattn_ref").glob("*.py"))
-        if taken or exists:
-            raise ScaffoldError(f"exercise name {name!r}: linattn_ref already has a function of that name")
+        defined = re.compile(rf"^(def {name}\(|{name} = )", re.M)  # a reference, or a checks module's own one
+        places = [*(root / "linattn_ref").rglob("*.py"), *(root / "autograder" / "checks" / "notebooks").glob("*.py")]
+        taken = [p.relative_to(root) for p in places if defined.search(p.read_text())]
+        if taken:
+            raise ScaffoldError(f"exercise name {name!r}: already defined in {taken[0]}")
 
 
 def _paths(notebook, root, module):
@@ -386,11 +381,11 @@ def new_notebook(notebook, name=None, points=1, root=REPO, release=True):
     if existing:
         raise ScaffoldError(f"already there: {', '.join(existing)}")
     if paths["reference"].exists():
-        paths["reference"].write_text(paths["reference"].read_text().rstrip("\n") + "\n" + _reference(name, topic))
+        paths["reference"].write_text(paths["reference"].read_text().rstrip("\n") + "\n" + _reference(name))
     else:
         paths["reference"].write_text(f'"""{topic.replace("_", " ").capitalize()}: the reference of notebook'
                                       f' {number}. EXAMPLE: say what the module holds."""\n'
-                                      + _reference(name, topic))
+                                      + _reference(name))
     _export(name, topic, root)
     write_notebook(_notebook_cells(notebook, name, points), paths["notebook"])
     paths["checks"].write_text(_checks_module(notebook, name, topic, points))
@@ -434,28 +429,18 @@ def new_exercise(notebook, name, points=1, module=None, root=REPO, release=True)
         raise ScaffoldError(f"no module linattn_ref/{module}.py")
     nb = nbformat.read(str(paths["notebook"]), as_version=4)
 
-    paths["reference"].write_text(paths["reference"].read_text().rstrip("\n") + "\n" + _reference(name, module))
+    paths["reference"].write_text(paths["reference"].read_text().rstrip("\n") + "\n" + _reference(name))
     _export(name, module, root)
     head, tail = checks.split("\nEXERCISES = [", 1)
-    if not re.search(rf"^from linattn_ref import .*\b{module}\b", head, re.M):
-        head = head.replace("\nfrom ..exercise import", f"\nfrom linattn_ref import {module}\nfrom ..exercise import",
-                            1)
-    for needed in ("F32", "F64", "Case", "Mistake", "exercise", "randn", "strided"):
-        if not re.search(rf"\b{needed}\b", head.split("\nNOTEBOOK")[0]):
-            head = re.sub(r"from \.\.exercise import \(", f"from ..exercise import (\n    {needed},", head, count=1) \
-                if "from ..exercise import (" in head else re.sub(r"(from \.\.exercise import )", rf"\1{needed}, ",
-                                                                    head, count=1)
+    # the imports the stub needs, as lines of their own: _tidy merges them with the module's and drops the unused
+    head = head.replace("\nNOTEBOOK = ", f"\nfrom linattn_ref import {module}\n\n{STUB_IMPORTS}\n\nNOTEBOOK = ", 1)
     body = tail.rstrip().removesuffix("]")
-    paths["checks"].write_text(head.rstrip("\n") + "\n" + _checks_functions(name, module) + "\n\nEXERCISES = ["
+    paths["checks"].write_text(head.rstrip("\n") + "\n" + _checks_functions(name) + "\n\nEXERCISES = ["
                                + body.rstrip("\n") + "\n" + _checks_entry(name, module, points) + "]\n")
-    bank = paths["bank"].read_text()
-    if not re.search(r"^from \. import .*\bright\b", bank, re.M):
-        bank = re.sub(r"^from \. import (.*)$", lambda m: "from . import " + ", ".join(
-            sorted({*map(str.strip, m.group(1).split(",")), "right"})), bank, count=1, flags=re.M)
-    if not re.search(r"^import torch$", bank, re.M):
-        bank = '"""' + bank.split('"""')[1] + '"""\nimport torch\n' + bank.split('"""', 2)[2]
+    bank = paths["bank"].read_text().replace("\nfrom . import ", "\nimport torch\n\nfrom . import right, wrong\n"
+                                             "from . import ", 1)
     paths["bank"].write_text(bank.rstrip("\n") + "\n" + _bank_entries(name))
-    nb.cells.extend(_exercise_cells(notebook, name, points))
+    nb.cells.extend(_exercise_cells(name, points))
     _write(nb, paths["notebook"])
     _tidy(root, paths["checks"], paths["bank"])
     if release:

@@ -38,7 +38,9 @@ def test_bad_names_are_refused_and_nothing_is_written(repo):
     before = sorted(p for p in repo.rglob("*") if p.is_file())
     for args, why in [(("new-notebook", "11-Example"), "expected NN_topic"),
                       (("new-notebook", "08_other"), "number 08 is taken by solutions/08_chunkwise"),
-                      (("new-exercise", "08_chunkwise", "decay_mask"), "already has a function of that name"),
+                      (("new-exercise", "08_chunkwise", "decay_mask"), "already defined in linattn_ref/retnet.py"),
+                      (("new-exercise", "08_chunkwise", "gla_triton"),
+                       "already defined in autograder/checks/notebooks/nb09_triton.py"),
                       (("new-exercise", "08_chunkwise", "Bad-Name"), "lower-case Python name"),
                       (("new-exercise", "12_missing", "fresh_one"), "make it with new-notebook first")]:
         result = _autograder(repo, *args)

@@ -13,9 +13,6 @@ from linattn_ref.tolerances import elementwise
 
 from .observation import Foreign
 
-# (rtol, atol) by the dtype of the expected result
-tolerance = elementwise
-
 
 @dataclass
 class Problem:
@@ -154,7 +151,7 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
     bad = ~close(g, e, expected.dtype)
     if bad.any():
         index = bad.nonzero()[0].tolist()
-        rtol, atol = tolerance(expected.dtype)
+        rtol, atol = elementwise(expected.dtype)
         err = (g - e).abs()[bad].nan_to_num(float("inf")).max().item()
         ev, gv = e[tuple(index)].item(), g[tuple(index)].item()
         return Problem("values", f"{name} has wrong values: first {position_words(index, time_dim, g.ndim, time_word)}"
@@ -169,7 +166,7 @@ def compare_tensor(expected, got, name="the result", time_dim=None, time_word="p
 def close(g, e, dtype):
     """Elementwise agreement of two float64 tensors at the tolerance of `dtype`; infinities must match exactly, and
     NaN agrees with NaN (a named mistake that gives NaN is recognised by the NaN it gives)."""
-    rtol, atol = tolerance(dtype)
+    rtol, atol = elementwise(dtype)
     finite_ok = (g - e).abs() <= atol + rtol * e.abs()
     return torch.where(torch.isfinite(e), finite_ok, (g == e) | (torch.isnan(g) & torch.isnan(e)))
 
