@@ -223,6 +223,28 @@ def test_cpu_tensors_without_the_interpreter_say_what_to_set():
     assert "TRITON_INTERPRET=1" in result.stdout and "before importing" in result.stdout
 
 
+def test_gla_half_chunk_decays_whose_product_leaves_float32_take_the_second_pass():
+    """Log-gates near -1.75 with chunks of 64: each half chunk decays the state by about exp(-56), within the
+    factors' exp(80) but with a product below float32's range. The first pass multiplies the two into one vector,
+    so it must leave such chunks to the second pass."""
+    q, k, v = qkv(1, 2, 300, 32, 16, seed=23)
+    g = -2.0 + 0.5 * torch.rand(1, 2, 300, 32, generator=torch.Generator().manual_seed(24)).to(DEVICE)
+    assert_close(lt.gla_chunk(q, k, v, g), ref.gla_chunk(*f64(q, k, v, g)))
+
+
+def test_gla_gates_at_the_limit_of_chunks_of_16():
+    """Every log-gate near -9.9: half a chunk of 16 sums to about -79, so the state takes two decays near
+    exp(-80) between one chunk's middle row and the next one's. Applied one after the other each is fine;
+    multiplied together first they fall below float32's range, and the first row of every chunk went wrong."""
+    q, k, v = qkv(1, 2, 300, 32, 16, seed=21)  # 5 blocks of 64 rows: second-pass programs take several each
+    g = -9.9 + 0.9 * torch.rand(1, 2, 300, 32, generator=torch.Generator().manual_seed(22)).to(DEVICE)
+    init = torch.randn(1, 2, 32, 16, device=DEVICE)
+    out = lt.gla_chunk(q, k, v, g, initial_state=init, output_final_state=True)
+    expected = ref.gla_chunk(*f64(q, k, v, g), initial_state=init, output_final_state=True)
+    for a, b in zip(out, expected):
+        assert_close(a, b)
+
+
 @pytest.mark.parametrize("chunk_size", [32, 64, 128])
 def test_gla_second_pass_with_chunks_of_16_matches_reference(chunk_size):
     """Gates too strong for the chunk: the kernels themselves redo the work with chunks of 16, no host wait;

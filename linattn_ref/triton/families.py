@@ -143,14 +143,16 @@ def gla_chunk(q, k, v, g, scale=None, chunk_size=64, initial_state=None, output_
     """GLA S_t = Diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t; g log-gates shaped like k.
 
     As `linattn_ref.gla_chunk`. Inside a chunk the kernel multiplies factors exp(b_i - b_mid) and
-    exp(b_mid - b_j), each a sum of up to chunk/2 log-gates, and keeps them within exp(80).
+    exp(b_mid - b_j), each a sum of up to chunk/2 log-gates, and keeps them within exp(80); between chunks it
+    decays the state by two such half-chunk sums at once, which must stay above -40 each.
     validate_gates=True checks the gates on the GPU as the kernel reads them, and the host never waits for
     that check: gates too strong for the chunk make a second pass with chunks of 16 redo the work (on the GPU);
     gates that are NaN, inf or positive, or too strong even for chunks of 16, fill the output (and final state)
     with NaN there, and the reference's error is raised as soon as the result is known without waiting: at
     once on the CPU; on a GPU by the next gla_chunk call or `raise_gate_errors()`, whichever comes first.
-    validate_gates=False skips the checks and the second pass (for log-gates known to be valid, e.g.
-    log-sigmoids divided by 16): wrong gates then give wrong outputs silently.
+    validate_gates=False skips the checks and the second pass (for log-gates known to be valid: no half chunk
+    summing below -40 per feature, e.g. log-sigmoids divided by 16): wrong gates then give wrong outputs
+    silently.
     Returns o, or (o, final_state) when output_final_state is True.
     """
     _, d_k, d_v = check_qkv(q, k, v)

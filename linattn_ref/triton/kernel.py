@@ -36,11 +36,15 @@ import triton.language as tl
 
 # gate kinds (constexpr so that the kernel can branch on them at compile time)
 GATE_NONE, GATE_SCALAR, GATE_VECTOR = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
-# what gla_prepare_kernel reports: a chunk whose factors pass exp(80); log-gates that are positive; NaN or inf
+# what gla_prepare_kernel reports: a chunk whose factors pass exp(80) (first pass: or whose half-chunk decays pass
+# exp(-40)); log-gates that are positive; NaN or inf
 OUT_OF_RANGE, POSITIVE_GATES, NONFINITE_GATES = tl.constexpr(1), tl.constexpr(2), tl.constexpr(4)
 
 # Largest exponent the vector-gate factorisation may meet: exp(80) * |q| stays far below float32's 3.4e38.
 MAX_GATE_EXPONENT = 80.0
+# GLA's first pass multiplies two half-chunk decays into one; each at least exp(-40) keeps the product above
+# float32's smallest normal number, exp(-87.3). Stronger gates take the second pass, which applies them in turn.
+STATE_DECAY_LIMIT = tl.constexpr(40.0)
 
 
 @triton.jit
@@ -83,6 +87,9 @@ def chunk_gated_fwd_kernel(
     TMA: tl.constexpr,          # read q, k, v and write o through tensor descriptors (Hopper's copy engine)
 ):
     tl.static_assert(GATE == GATE_NONE or not NORMALIZE)
+    if GUARD:  # the usual case: the first pass found nothing to redo, so there is nothing to write
+        if tl.load(status) == 0:
+            return
     i_v, i_n = tl.program_id(0), tl.program_id(1)
     n = i_n.to(tl.int64)  # 64-bit offsets: N * T * K can pass 2**31
     q += n * T * K
@@ -132,6 +139,11 @@ def chunk_gated_fwd_kernel(
     if GATE == GATE_VECTOR:
         gate += n * tl.cdiv(T, BT) * K
         gate_end += n * tl.cdiv(T, BT) * K
+        # The decays the state takes at a chunk's start: the rest of the chunk before, exp(b_last - b_mid) of
+        # that chunk (1 before the first), then exp(b_mid) to this chunk's middle row; each loaded an iteration
+        # ahead, off the loop's serial path.
+        rest = tl.full([BK], 1.0, tl.float32)
+        to_mid = tl.load(gate + cols_k, mask=cols_k < tl.where(n_chunks > 0, K, 0), other=1.0)
 
     causal = rows[:, None] >= rows[None, :]
     for i_t in range(0, n_chunks):
@@ -167,17 +179,30 @@ def chunk_gated_fwd_kernel(
         else:
             # gla_prepare_kernel left q_c = q * exp(b - b_mid) and k_c = k * exp(b_mid - b), b the cumulative
             # log-gates from the chunk's start and b_mid their value at its middle row. So q_c . k_c are the
-            # decayed scores, and decaying the state to the middle row first makes the rest like no gate:
-            to_mid = tl.load(gate + i_t * K + cols_k, mask=k_ok, other=0.0)       # exp(b_mid), per key feature
-            mid_to_end = tl.load(gate_end + i_t * K + cols_k, mask=k_ok, other=0.0)  # exp(b_last - b_mid)
+            # decayed scores, and with the state decayed to the middle row first the rest is like no gate.
+            next_rest = tl.load(gate_end + i_t * K + cols_k, mask=k_ok, other=0.0)
+            next_to_mid = tl.load(gate + (i_t + 1) * K + cols_k, mask=cols_k < tl.where(i_t + 1 < n_chunks, K, 0),
+                                  other=1.0)
             A = tl.where(causal, tl.dot(q_c, tl.trans(k_c)), 0.0)
-            state = state * to_mid[:, None]
+            # The first pass multiplies the two decays into one vector: one layout change fewer on the serial
+            # path, and its prepare kernel sends chunks where either passes exp(-STATE_DECAY_LIMIT) to the second
+            # pass. That one applies them in turn: with chunks of 16 both may be near exp(-80), and their product
+            # falls below float32's range where the state times either one does not.
+            if GUARD:
+                state = state * rest[:, None] * to_mid[:, None]
+            else:
+                state = state * (rest * to_mid)[:, None]
             o_c = tl.dot(q_c, state.to(q_c.dtype)) + tl.dot(A.to(v_c.dtype), v_c)
-            state = (state + tl.dot(tl.trans(k_c), v_c.to(k_c.dtype))) * mid_to_end[:, None]
+            # Nothing touches this product later in the iteration, so the tensor cores run it while the next chunk
+            # starts; a decay applied to its result here would make the loop wait for it.
+            state = tl.dot(tl.trans(k_c), v_c.to(k_c.dtype), state)
+            rest, to_mid = next_rest, next_to_mid
         store_tile(o, (scale * o_c).to(v_c.dtype), t0, i_v * BV, T, V, BT, BV, TMA)
 
     if STORE_FINAL_STATE:
         if first != 0:  # (a second pass that has nothing to redo leaves the first pass's state)
+            if GATE == GATE_VECTOR:  # the last chunk's decay to its end
+                state = state * rest[:, None]
             if poisoned:
                 state += float("nan")
             tl.store(state1 + n * K * V + cols_k[:, None] * V + cols_v[None, :], state,
@@ -203,17 +228,36 @@ def gla_prepare_kernel(
     SECOND_PASS: tl.constexpr,  # run only where the first pass found chunks out of range (and no bad gates)
 ):
     """One program per (BR rows = BR / BT chunks, sequence, BC key features), all at once: the gate-dependent
-    part of GLA.
+    part of GLA. The second pass, which usually has nothing to do, has few programs that walk the row blocks.
 
     b is the cumulative log-gate from the chunk's start (inclusive), per key feature, so the decay from row
     j to row i is exp(b_i - b_j) = exp(b_i - b_mid) * exp(b_mid - b_j): a query factor times a key factor,
     which turns the intra-chunk scores into one matrix product. Taken around the chunk's middle row, each
     factor spans at most BT/2 gates; where one passes exp(MAX_EXPONENT) a second pass with chunks of 16 follows.
     """
+    i_r, i_n, i_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     if SECOND_PASS:
         if tl.load(status) != OUT_OF_RANGE:
             return
-    i_r, i_n, i_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        flags = 0
+        for row_block in range(i_r, tl.cdiv(T, BR), tl.num_programs(0)):
+            flags |= prepare_rows(q, k, g, q_mid, k_mid, to_mid, mid_to_end, status, row_block, i_n, i_c, T, K, BT,
+                                  BR, BC, MAX_EXPONENT, SCAN_PRECISION, SECOND_PASS)
+    else:
+        flags = prepare_rows(q, k, g, q_mid, k_mid, to_mid, mid_to_end, status, i_r, i_n, i_c, T, K, BT, BR, BC,
+                             MAX_EXPONENT, SCAN_PRECISION, SECOND_PASS)
+    if flags != 0:
+        tl.atomic_or(status + SECOND_PASS, flags)
+
+
+@triton.jit
+def prepare_rows(q, k, g, q_mid, k_mid, to_mid, mid_to_end, status, i_r, i_n, i_c, T, K: tl.constexpr,
+                 BT: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, MAX_EXPONENT: tl.constexpr,
+                 SCAN_PRECISION: tl.constexpr, SECOND_PASS: tl.constexpr):
+    """Rows [i_r BR, (i_r + 1) BR) of sequence i_n, key features [i_c BC, (i_c + 1) BC): writes the scaled q and k
+    and the chunks' decay vectors; returns OUT_OF_RANGE where a factor passes exp(MAX_EXPONENT) (in the first pass,
+    also where a half chunk's decay passes exp(-STATE_DECAY_LIMIT)), and the kinds of bad gates found (whose
+    largest positive gate goes to status[2] here)."""
     n = i_n.to(tl.int64)
     rows = tl.arange(0, BR)
     t = i_r * BR + rows
@@ -266,15 +310,17 @@ def gla_prepare_kernel(
 
     g_c = g_c.to(tl.float32)
     bad = tl.max(tl.where((g_c > 0) | (g_c != g_c) | (g_c == float("-inf")), 1, 0))  # +inf is > 0
-    flags = tl.max(tl.where(tl.abs(rel) > MAX_EXPONENT, OUT_OF_RANGE, 0))
+    out_of_range = tl.abs(rel) > MAX_EXPONENT
+    if not SECOND_PASS:  # the first pass's loop multiplies exp(b_last - b_mid) by the next chunk's exp(b_mid)
+        out_of_range |= (b_mid < -STATE_DECAY_LIMIT) | (b_last - b_mid < -STATE_DECAY_LIMIT)
+    flags = tl.max(tl.where(out_of_range, OUT_OF_RANGE, 0))
     if bad != 0:  # rare: then say which fault, and keep the largest positive gate for the error message
         nonfinite = (g_c != g_c) | (tl.abs(g_c) == float("inf"))
         positive = (g_c > 0) & ~nonfinite
         flags |= tl.max(tl.where(nonfinite, NONFINITE_GATES, 0)) | tl.max(tl.where(positive, POSITIVE_GATES, 0))
         # positive floats order like their bit patterns
         tl.atomic_max(status + 2, tl.max(tl.where(positive, g_c, 0.0)).to(tl.int32, bitcast=True))
-    if flags != 0:
-        tl.atomic_or(status + SECOND_PASS, flags)
+    return flags
 
 
 # Launch settings per gate kind: value block, warps, pipeline stages, tensor descriptors; tuned on an H200 at
@@ -282,6 +328,9 @@ def gla_prepare_kernel(
 # so there the whole value dimension goes to one program.
 DEFAULT_LAUNCH = {0: (64, 4, 4, True), 1: (64, 4, 4, True), 2: (64, 4, 4, True)}
 PREPARE_NUM_WARPS, PREPARE_BLOCK_K = 8, 64
+# The second pass usually only reads the flags and stops: with programs for every row block, those starts cost
+# more than the rest of the check. Each of these walks every SECOND_PASS_ROW_PROGRAMS-th row block.
+SECOND_PASS_ROW_PROGRAMS = 4
 MAX_HEAD_DIM = 128
 NORM_ON_TENSOR_CORES = True  # the normalizer's sums as tensor-core products (else row and column sums)
 CHUNK_FOR_STRONG_GATES = 16  # GLA's second pass: the smallest chunk, whose factors span 8 gates
@@ -413,7 +462,8 @@ def _launch(q, k, v, gate, gates, scale, chunk_size, initial_state, initial_nu, 
             BR = max(BT, 64)  # rows per prepare program: chunks of 16 and 32 go four and two to a program
             to_mid, mid_to_end = (torch.empty(N, _cdiv(T, BT), K, dtype=torch.float32, device=q.device)
                                   for _ in range(2))
-            gla_prepare_kernel[(_cdiv(T, BR), N, _cdiv(K, BC))](
+            row_programs = _cdiv(T, BR) if not second else min(_cdiv(T, BR), SECOND_PASS_ROW_PROGRAMS)
+            gla_prepare_kernel[(row_programs, N, _cdiv(K, BC))](
                 q, k, g, q_mid, k_mid, to_mid, mid_to_end, flags, T, K=K, BT=BT, BR=BR, BC=BC,
                 MAX_EXPONENT=MAX_GATE_EXPONENT, SCAN_PRECISION="ieee" if g.dtype == torch.float32 else "tf32",
                 SECOND_PASS=second, num_warps=PREPARE_NUM_WARPS)
