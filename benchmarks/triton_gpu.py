@@ -166,38 +166,19 @@ def compare_variants(old, rounds=5, lengths=(8192, 32768)):
         lin = dict(feature_map=None, normalize=False)
         nrm = dict(feature_map=None, normalize=True)
         qp, kp = ref.elu_plus_one(q), ref.elu_plus_one(k)
-        prepare = {"warps": "PREPARE_NUM_WARPS", "block_k": "PREPARE_BLOCK_K"}
-
-        def with_prepare(fn, **settings):  # gla_prepare_kernel's module-level settings for one call
-            def call():
-                saved = {key: getattr(kernel, prepare[key]) for key in settings}
-                for key, value in settings.items():
-                    setattr(kernel, prepare[key], value)
-                try:
-                    return fn()
-                finally:
-                    for key, value in saved.items():
-                        setattr(kernel, prepare[key], value)
-            return call
-
-        out = {
+        return {
             "linear old": lambda: old.linear_attention_chunk(q, k, v, **lin),
             "linear new": lambda: lt.linear_attention_chunk(q, k, v, **lin),
             "normalized old": lambda: old.linear_attention_chunk(qp, kp, v, **nrm),
             "normalized new": lambda: lt.linear_attention_chunk(qp, kp, v, **nrm),
             "retention old": lambda: old.retention_chunk(q, k, v, gamma),
             "retention new": lambda: lt.retention_chunk(q, k, v, gamma),
-            "gla checked old (three products in prepare)": lambda: old.gla_chunk(q, k, v, g),
-            "gla checked new (b - b_mid in one product)": lambda: lt.gla_chunk(q, k, v, g),
+            "gla checked old": lambda: old.gla_chunk(q, k, v, g),
+            "gla checked new (loop keeps the state product in flight, 4 second-pass programs)":
+                lambda: lt.gla_chunk(q, k, v, g),
             "gla unchecked old": lambda: old.gla_chunk(q, k, v, g, validate_gates=False),
             "gla unchecked new": lambda: lt.gla_chunk(q, k, v, g, validate_gates=False),
-            "gla unchecked new, prepare 32 features": with_prepare(
-                lambda: lt.gla_chunk(q, k, v, g, validate_gates=False), block_k=32),
-            "gla unchecked new, prepare 32 features 4 warps": with_prepare(
-                lambda: lt.gla_chunk(q, k, v, g, validate_gates=False), block_k=32, warps=4),
-            "gla unchecked new, loop 3 stages": lambda: lt.gla_chunk(q, k, v, g, validate_gates=False, num_stages=3),
         }
-        return out
     rows = []
     for T in lengths:
         q, k, v, g, gamma = inputs(T)
@@ -212,9 +193,10 @@ def compare_variants(old, rounds=5, lengths=(8192, 32768)):
         for name, ts in times.items():
             ts_sorted = sorted(ts)
             rows.append({"T": T, "variant": name, "times": ts, "median": ts_sorted[len(ts) // 2]})
-            log(f"compare T={T:6d} {name:48s} median {ts_sorted[len(ts) // 2]:.4f}  "
+            log(f"compare T={T:6d} {name:84s} median {ts_sorted[len(ts) // 2]:.4f}  "
                 f"min {ts_sorted[0]:.4f} max {ts_sorted[-1]:.4f}  ({', '.join(f'{t:.3f}' for t in ts)})")
         lt.raise_gate_errors()
+        old.raise_gate_errors()
         del q, k, v, g
         torch.cuda.empty_cache()
     return rows
@@ -291,6 +273,10 @@ def smoke():
                                      initial_state=torch.randn(1, 2, d_k, d_v, device=DEVICE))
             torch.cuda.synchronize()
             log(f"smoke {family} T={T} d={d_k}/{d_v}: finite={bool(torch.isfinite(out).all())}")
+    q, k, v, g, gamma = inputs(1100, torch.bfloat16, 128, 128, 1, 2)  # more row blocks than second-pass programs
+    out = lt.gla_chunk(q, k, v, (g.float() * 150).clamp_min(-9.9).to(g.dtype))
+    torch.cuda.synchronize()
+    log(f"smoke gla T=1100, strong gates: finite={bool(torch.isfinite(out).all())}")
     q, k, v, g, _ = inputs(200, torch.bfloat16, 64, 64, 1, 6)
     out = lt.retention_chunk(q, k, v, torch.tensor(MIXED_GAMMAS))  # the factored form and the decay matrix
     for name, gates in (("strong", (g.float() * 150).clamp_min(-9.9)), ("NaN", g.float() + float("nan"))):
