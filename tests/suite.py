@@ -15,24 +15,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+# pytest-xdist, one worker per core of the CI machine (2): without it these stages keep one core busy and the other
+# idle. --dist loadfile keeps each file (and so each module fixture, each notebook's cells) in one worker.
+XDIST = ["-n", "2"]
 
 # (name, what it proves, command)
 STAGES = [
     ("ref", "reference math, checks, kernels, widgets' data",
-     PYTEST + ["tests", "--ignore=tests/test_release.py", "--ignore=tests/test_learner_notebooks.py",
-               "--ignore=tests/test_notebooks_autograde.py", "--ignore=tests/test_grading.py",
-               "--ignore=tests/test_hostile_class.py", "--ignore=tests/test_grading_verdict.py",
-               "--ignore=tests/test_progress.py", "--ignore=tests/test_browser.py",
-               "--ignore=tests/test_jupyterhub.py", "--ignore=tests/test_scaffold.py"]),
+     PYTEST + XDIST + ["tests", "--ignore=tests/test_release.py", "--ignore=tests/test_learner_notebooks.py",
+                       "--ignore=tests/test_notebooks_autograde.py", "--ignore=tests/test_grading.py",
+                       "--ignore=tests/test_hostile_class.py", "--ignore=tests/test_grading_verdict.py",
+                       "--ignore=tests/test_progress.py", "--ignore=tests/test_browser.py",
+                       "--ignore=tests/test_jupyterhub.py", "--ignore=tests/test_scaffold.py"]),
     ("nbval", "every solution notebook runs clean under nbval",
-     PYTEST + ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=120", "solutions"]),
+     PYTEST + XDIST + ["--dist", "loadfile", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=120",
+                       "solutions"]),
     ("learner", "learner notebooks fail their checks cleanly, untouched",
      PYTEST + ["tests/test_learner_notebooks.py"]),
     ("release", "course/ is what nbgrader generates from solutions/, with nothing leaked",
      PYTEST + ["tests/test_release.py"]),
     ("autograde", "nbgrader autograding end to end",
-     PYTEST + ["tests/test_notebooks_autograde.py", "tests/test_grading.py", "tests/test_hostile_class.py",
-               "tests/test_grading_verdict.py", "tests/test_progress.py"]),
+     # Each file's grading runs are fixtures of its own; the files go to the workers in this order, the longest
+     # first, so that both workers end at about the same time.
+     PYTEST + XDIST + ["--dist", "loadfile", "--no-loadscope-reorder", "tests/test_grading.py",
+                       "tests/test_notebooks_autograde.py", "tests/test_hostile_class.py",
+                       "tests/test_grading_verdict.py", "tests/test_progress.py"]),
     ("scaffold", "a new notebook and new exercises, scaffolded in a copy, pass their tests as written",
      PYTEST + ["tests/test_scaffold.py"]),
     ("browser", "JupyterLab in a real browser",
@@ -46,13 +53,11 @@ COUNT = re.compile(r"(\d+) (passed|failed|error|errors|skipped|xfailed|xpassed)"
 
 
 def existing(cmd):
-    """Drop test files that do not exist (yet), so a stage never errors on a missing path."""
-    kept = []
-    for arg in cmd:
-        if arg.startswith("tests/test_") and not (ROOT / arg).exists():
-            continue
-        kept.append(arg)
-    return kept
+    """Drop test files that do not exist (yet), so a stage never errors on a missing path; None if it named test
+    files and none exists."""
+    kept = [arg for arg in cmd if not arg.startswith("tests/test_") or (ROOT / arg).exists()]
+    named = [arg for arg in cmd if arg.startswith("tests/test_")]
+    return None if named and not any(arg in kept for arg in named) else kept
 
 
 def main(selected):
@@ -61,7 +66,7 @@ def main(selected):
         if selected and name not in selected:
             continue
         cmd = existing(cmd)
-        if cmd == PYTEST:  # none of the stage's test files exist
+        if cmd is None:  # none of the stage's test files exist
             continue
         print(f"\n=== {name}: {what}", flush=True)
         start = time.time()
