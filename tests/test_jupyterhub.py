@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -70,6 +71,12 @@ def answer_everything(hub, user, answers):
     hub.api(path, method="PUT", body={"type": "notebook", "format": "json", "content": nb})
 
 
+def each_student(students, step):
+    """step(student) for every student at the same time, as a class does it; the first error is raised."""
+    with ThreadPoolExecutor(len(students)) as pool:
+        list(pool.map(step, students))
+
+
 def read_grades(path):
     with open(path, newline="") as f:
         return {r["student"]: r for r in csv.DictReader(f)}
@@ -83,21 +90,24 @@ def test_exchange_cycle(hub):
     instructor, (alice, bob) = hub.instructor, hub.students[:2]
     clone = hub.clone
 
-    # The instructor releases the assignment into the exchange.
-    out = hub.run_as(instructor, "python", "-m", "autograder", "release", NB, cwd=clone, pythonpath=clone)
-    assert "no solution or hidden test leaked" in out.stdout
-    hub.run_as(instructor, "nbgrader", "release_assignment", NB, cwd=clone, pythonpath=clone)
-    assert (hub.exchange / "linattn" / "outbound" / NB / f"{NB}.ipynb").exists(), "release_assignment released nothing"
+    # The instructor releases the assignment into the exchange, while the students' servers start.
+    with ThreadPoolExecutor(2) as pool:
+        started = pool.map(hub.start_server, (alice, bob))
+        out = hub.run_as(instructor, "python", "-m", "autograder", "release", NB, cwd=clone, pythonpath=clone)
+        assert "no solution or hidden test leaked" in out.stdout
+        hub.run_as(instructor, "nbgrader", "release_assignment", NB, cwd=clone, pythonpath=clone)
+        outbound = hub.exchange / "linattn" / "outbound" / NB / f"{NB}.ipynb"
+        assert outbound.exists(), "release_assignment released nothing"
+        list(started)  # both ready, or the first error raised
 
-    for student in (alice, bob):
-        hub.start_server(student)
+    def fetch(student):
         hub.run_as(student, "nbgrader", "fetch_assignment", NB)
         assert (hub.home(student) / NB / f"{NB}.ipynb").exists(), f"{student} fetched nothing"
 
+    each_student((alice, bob), fetch)
     answers = solutions_of(clone)
     answer_everything(hub, alice, answers)
-    for student in (alice, bob):
-        hub.run_as(student, "nbgrader", "submit", NB)
+    each_student((alice, bob), lambda student: hub.run_as(student, "nbgrader", "submit", NB))
 
     # Bob tries to read alice's submission. nbgrader's permissions let students write to the inbox but not list
     # it, and each submission's folder name ends in a random string: bob can neither list nor find hers. (Her
@@ -130,8 +140,7 @@ def test_exchange_cycle(hub):
                f"load_subconfig('{grading}/nbgrader_config.py')  # noqa: F821\" >> nbgrader_config.py")
 
     hub.run_as(instructor, "nbgrader", "release_feedback", NB, cwd=grading, pythonpath=clone)
-    for student in (alice, bob):
-        hub.run_as(student, "nbgrader", "fetch_feedback", NB)
+    each_student((alice, bob), lambda student: hub.run_as(student, "nbgrader", "fetch_feedback", NB))
     mine = {student: feedback_files(hub, student) for student in (alice, bob)}
     for student, files in mine.items():
         assert len(files) == 1, f"{student} should get exactly their own feedback: {files}"

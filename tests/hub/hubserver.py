@@ -82,7 +82,8 @@ class Hub:
         self.config_dir.mkdir()
         (self.config_dir / "nbgrader_config.py").write_text(
             f"c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = {COURSE_ID!r}\n"
-            f"c.Exchange.root = {str(self.exchange)!r}\n")
+            f"c.Exchange.root = {str(self.exchange)!r}\n"
+            "from autograder.execute import fix_lost_wakeups\nfix_lost_wakeups()\n")
         # JupyterLab settings for every user: all cells stay in the page, no news pop-up, no update check.
         (self.config_dir / "lab-settings").mkdir()
         (self.config_dir / "lab-settings" / "overrides.json").write_text(json.dumps({
