@@ -273,7 +273,7 @@ def smoke():
                                      initial_state=torch.randn(1, 2, d_k, d_v, device=DEVICE))
             torch.cuda.synchronize()
             log(f"smoke {family} T={T} d={d_k}/{d_v}: finite={bool(torch.isfinite(out).all())}")
-    q, k, v, g, gamma = inputs(1100, torch.bfloat16, 128, 128, 1, 2)  # more row blocks than second-pass programs
+    q, k, v, g, _ = inputs(1100, torch.bfloat16, 128, 128, 1, 2)  # more row blocks than second-pass programs
     out = lt.gla_chunk(q, k, v, (g.float() * 150).clamp_min(-9.9).to(g.dtype))
     torch.cuda.synchronize()
     log(f"smoke gla T=1100, strong gates: finite={bool(torch.isfinite(out).all())}")

@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 # pytest-xdist, one worker per core of the CI machine (2): without it these stages keep one core busy and the other
-# idle. --dist loadfile keeps each file (and so each module fixture, each notebook's cells) in one worker.
+# idle. nbval and autograde add --dist loadfile, which keeps each file (so each notebook's cells, sharing one kernel,
+# and each grading fixture) in one worker.
 XDIST = ["-n", "2"]
 
 # (name, what it proves, command)
